@@ -1,0 +1,130 @@
+//! bb8 without stacked retry loops and with real errors.
+//!
+//! bb8 0.9 retries failed connects itself (`retry_connection`, on by default: 200 ms doubling,
+//! no jitter, any error, until `connection_timeout`), and its `get()` only ever returns
+//! `TimedOut` — the connect error goes to the error sink. With a dbretry manager, which
+//! already retries under its policy, that is two retry loops and a hidden cause. [`Pool`]
+//! fixes both:
+//!
+//! * [`Pool::new`] turns bb8's own retry off (`retry_connection(false)`) and, when the policy
+//!   sets `max_elapsed`, makes it the pool's `connection_timeout`, so the manager's budget and
+//!   the pool's agree;
+//! * [`Pool::get`] returns [`dbretry::Error`](crate::Error): a permanent connect error (wrong
+//!   password, no such database) at once, with its SQLSTATE, and on time-out the last real
+//!   connect error instead of a bare `TimedOut`.
+//!
+//! Everything else is bb8's own pool, reachable through `Deref`. If you keep a plain
+//! `bb8::Pool` instead (call sites unchanged, `TimedOut` errors), set `retry_connection(false)`
+//! yourself and read the cause from the manager's [`Diagnostics`].
+
+use std::fmt;
+use std::ops::Deref;
+
+use bb8::{ManageConnection, PooledConnection, RunError};
+use tokio::time::Instant;
+
+use crate::error::ErrorKind;
+use crate::{Diagnostics, Error, RetryPolicy};
+
+/// A dbretry manager for bb8: one whose errors are [`dbretry::Error`](crate::Error) and whose
+/// connection history can be read.
+pub trait RetryingManager: ManageConnection<Error = Error> {
+    /// The manager's connection history.
+    fn diagnostics(&self) -> Diagnostics;
+
+    /// The manager's retry policy.
+    fn policy(&self) -> &RetryPolicy;
+}
+
+/// A bb8 pool of a dbretry manager whose `get()` reports real errors; see the
+/// [module docs](self).
+pub struct Pool<M: RetryingManager> {
+    inner: bb8::Pool<M>,
+    diagnostics: Diagnostics,
+}
+
+impl<M: RetryingManager> Pool<M> {
+    /// Builds the pool from a bb8 builder (your `max_size`, `min_idle`, … kept), with bb8's own
+    /// connect retry off and, when the policy sets `max_elapsed`, that as `connection_timeout`.
+    ///
+    /// # Errors
+    /// As `bb8::Builder::build`: the first connect error when `min_idle` connections cannot
+    /// be opened.
+    pub async fn new(builder: bb8::Builder<M>, manager: M) -> Result<Self, Error> {
+        let diagnostics = manager.diagnostics();
+        let mut builder = builder.retry_connection(false);
+        if let Some(budget) = manager.policy().max_elapsed() {
+            builder = builder.connection_timeout(budget);
+        }
+        Ok(Self {
+            inner: builder.build(manager).await?,
+            diagnostics,
+        })
+    }
+
+    /// Like `bb8::Pool::get`, with real errors: a connect that gave up (permanent error,
+    /// attempts or deadline spent) ends the wait at once with that error; a time-out carries
+    /// the last connect error as its cause.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Connection`] with the SQLSTATE for a permanent failure,
+    /// [`ErrorKind::RetryExhausted`] or [`ErrorKind::Timeout`] with the last cause otherwise.
+    pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
+        let start = Instant::now();
+        let mut give_ups = self.diagnostics.0.subscribe_give_ups();
+        tokio::select! {
+            result = self.inner.get() => result.map_err(|error| match error {
+                RunError::User(error) => error,
+                RunError::TimedOut => self.timed_out(start),
+            }),
+            Ok(()) = give_ups.changed() => {
+                let gave_up = give_ups.borrow_and_update().clone();
+                Err(gave_up.unwrap_or_else(|| self.timed_out(start)))
+            }
+        }
+    }
+
+    /// The underlying bb8 pool.
+    pub fn inner(&self) -> &bb8::Pool<M> {
+        &self.inner
+    }
+
+    /// The manager's connection history.
+    pub fn diagnostics(&self) -> &Diagnostics {
+        &self.diagnostics
+    }
+
+    fn timed_out(&self, start: Instant) -> Error {
+        let last = self.diagnostics.last_connect_error();
+        Error::new(
+            ErrorKind::Timeout,
+            0,
+            start.elapsed(),
+            last.as_ref().map(|e| e.class),
+            last.map(|e| e.error),
+        )
+    }
+}
+
+impl<M: RetryingManager> Deref for Pool<M> {
+    type Target = bb8::Pool<M>;
+
+    fn deref(&self) -> &bb8::Pool<M> {
+        &self.inner
+    }
+}
+
+impl<M: RetryingManager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            diagnostics: self.diagnostics.clone(),
+        }
+    }
+}
+
+impl<M: RetryingManager> fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool").field("inner", &self.inner).finish()
+    }
+}

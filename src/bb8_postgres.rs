@@ -1,0 +1,167 @@
+//! A drop-in for [bb8-postgres](https://docs.rs/bb8-postgres)'s `PostgresConnectionManager`
+//! whose connects go through a retry policy, with one shared reconnect effort per pool.
+//!
+//! Same name, same constructors (`new`, `new_from_stringlike`), same connection type
+//! (`tokio_postgres::Client`); the error type is [`dbretry::Error`](crate::Error). Build the
+//! pool with [`bb8::Pool`](crate::bb8::Pool) to avoid stacking bb8's own connect retry on ours
+//! and to get real errors from `get()`:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use dbretry::RetryPolicy;
+//! use dbretry::bb8::Pool;
+//! use dbretry::bb8_postgres::PostgresConnectionManager;
+//! use tokio_postgres::NoTls;
+//!
+//! let policy = RetryPolicy::builder()
+//!     .max_attempts(u32::MAX)
+//!     .max_delay(Duration::from_millis(250))
+//!     .max_elapsed(Duration::from_secs(5)) // also becomes the pool's connection_timeout
+//!     .build()?;
+//! let manager = PostgresConnectionManager::builder("postgres://app@db/app".parse()?, NoTls)
+//!     .policy(policy)
+//!     .build();
+//! let pool = Pool::new(bb8::Pool::builder().max_size(10), manager).await?;
+//! let client = pool.get().await?; // a wrong password fails at once, with SQLSTATE 28P01
+//! client.simple_query("SELECT 1").await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio_postgres::{Client, Config};
+
+pub use bb8;
+pub use tokio_postgres;
+
+use crate::bb8::RetryingManager;
+use crate::events::PoolEvents;
+use crate::postgres::{MakeTls, PgConnector};
+use crate::reconnect::Reconnector;
+use crate::{Diagnostics, Error, Retrier, RetryPolicy};
+
+/// A `bb8::ManageConnection` for tokio-postgres clients that retries transient connect
+/// failures; see the [module docs](self).
+pub struct PostgresConnectionManager<Tls> {
+    connector: PgConnector,
+    reconnector: Reconnector,
+    tls: PhantomData<fn() -> Tls>,
+}
+
+impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
+    /// A manager with the default [`RetryPolicy`], as `bb8_postgres`'s.
+    pub fn new(config: Config, tls: Tls) -> Self {
+        Self::builder(config, tls).build()
+    }
+
+    /// A manager parsing its config from a connection string or URL, as `bb8_postgres`'s.
+    ///
+    /// # Errors
+    /// The string does not parse as a tokio-postgres config.
+    pub fn new_from_stringlike<T: ToString>(
+        params: T,
+        tls: Tls,
+    ) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self::new(Config::from_str(&params.to_string())?, tls))
+    }
+
+    /// Starts a builder for a manager connecting with `config` and `tls`.
+    pub fn builder(config: Config, tls: Tls) -> ManagerBuilder<Tls> {
+        ManagerBuilder {
+            config,
+            tls,
+            retrier: None,
+        }
+    }
+
+    /// The tokio-postgres configuration connections are made with.
+    pub fn config(&self) -> &Config {
+        self.connector.config()
+    }
+}
+
+/// Builds a [`PostgresConnectionManager`].
+#[must_use = "call `build()` to get the manager"]
+pub struct ManagerBuilder<Tls> {
+    config: Config,
+    tls: Tls,
+    retrier: Option<Retrier>,
+}
+
+impl<Tls: MakeTls> ManagerBuilder<Tls> {
+    /// The retry policy for connecting. Default: [`RetryPolicy::default`]; each attempt is
+    /// bounded by its `attempt_timeout`, or [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT).
+    pub fn policy(self, policy: RetryPolicy) -> Self {
+        self.retrier(Retrier::new(policy))
+    }
+
+    /// A [`Retrier`] with hooks to connect with.
+    pub fn retrier(mut self, retrier: Retrier) -> Self {
+        self.retrier = Some(retrier);
+        self
+    }
+
+    /// Builds the manager.
+    pub fn build(self) -> PostgresConnectionManager<Tls> {
+        let events = Arc::new(PoolEvents::default());
+        let retrier = self
+            .retrier
+            .unwrap_or_else(|| Retrier::new(RetryPolicy::default()));
+        PostgresConnectionManager {
+            connector: PgConnector::new(self.config, self.tls, events.clone()),
+            reconnector: Reconnector::new(retrier, events),
+            tls: PhantomData,
+        }
+    }
+}
+
+impl<Tls: MakeTls> bb8::ManageConnection for PostgresConnectionManager<Tls> {
+    type Connection = Client;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<Client, Error> {
+        // The task ends when the client is dropped; its error, if any, is recorded.
+        let (client, _task) = self.reconnector.connect(&self.connector).await?;
+        Ok(client)
+    }
+
+    async fn is_valid(&self, client: &mut Client) -> Result<(), Error> {
+        let bound = self.reconnector.attempt_timeout();
+        Error::check(bound, client.simple_query("")).await.map(drop)
+    }
+
+    fn has_broken(&self, client: &mut Client) -> bool {
+        client.is_closed()
+    }
+}
+
+impl<Tls: MakeTls> RetryingManager for PostgresConnectionManager<Tls> {
+    fn diagnostics(&self) -> Diagnostics {
+        self.reconnector.diagnostics()
+    }
+
+    fn policy(&self) -> &RetryPolicy {
+        self.reconnector.retrier().policy()
+    }
+}
+
+impl<Tls> fmt::Debug for PostgresConnectionManager<Tls> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConnectionManager")
+            .field("connector", &self.connector)
+            .field("policy", self.reconnector.retrier().policy())
+            .finish()
+    }
+}
+
+impl<Tls> fmt::Debug for ManagerBuilder<Tls> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,107 @@
+//! A bb8 manager for SQLite (rusqlite), which bb8 lacks a maintained one of: opening goes
+//! through a retry policy, blocking calls run off the async runtime, validity is checked with
+//! a real query, and a call abandoned by its caller is interrupted.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use dbretry::bb8::Pool;
+//! use dbretry::bb8_sqlite::SqliteConnectionManager;
+//! use dbretry::sqlite::SqliteOptions;
+//!
+//! let manager = SqliteConnectionManager::new(SqliteOptions::new("app.sqlite3").wal(true));
+//! let pool = Pool::new(bb8::Pool::builder().max_size(4), manager).await?;
+//! let conn = pool.get().await?;
+//! let one: i64 = conn.interact(|c| c.query_row("SELECT 1", [], |r| r.get(0))).await??;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use rusqlite;
+
+use crate::bb8::RetryingManager;
+use crate::events::PoolEvents;
+use crate::reconnect::{ConnectOnce, Reconnector};
+use crate::sqlite::{SqliteConnection, SqliteOptions};
+use crate::{Diagnostics, Error, Retrier, RetryPolicy};
+
+/// A `bb8::ManageConnection` for SQLite; see the [module docs](self).
+pub struct SqliteConnectionManager {
+    opener: Opener,
+    reconnector: Reconnector,
+}
+
+struct Opener(Arc<SqliteOptions>);
+
+impl ConnectOnce for Opener {
+    type Connection = SqliteConnection;
+    type Error = rusqlite::Error;
+
+    async fn connect_once(&self) -> Result<SqliteConnection, rusqlite::Error> {
+        let options = self.0.clone();
+        match tokio::task::spawn_blocking(move || options.open()).await {
+            Ok(opened) => opened.map(SqliteConnection::new),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+}
+
+impl SqliteConnectionManager {
+    /// A manager with the default [`RetryPolicy`].
+    pub fn new(options: SqliteOptions) -> Self {
+        Self::with_retrier(options, Retrier::new(RetryPolicy::default()))
+    }
+
+    /// A manager opening connections under `retrier` (its policy and hooks).
+    pub fn with_retrier(options: SqliteOptions, retrier: Retrier) -> Self {
+        Self {
+            opener: Opener(Arc::new(options)),
+            reconnector: Reconnector::new(retrier, Arc::new(PoolEvents::default())),
+        }
+    }
+}
+
+impl bb8::ManageConnection for SqliteConnectionManager {
+    type Connection = SqliteConnection;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<SqliteConnection, Error> {
+        self.reconnector.connect(&self.opener).await
+    }
+
+    /// Rolls back a transaction left open and runs `SELECT 1`, bounded by the policy's
+    /// `attempt_timeout` (the statement is interrupted past it).
+    async fn is_valid(&self, conn: &mut SqliteConnection) -> Result<(), Error> {
+        let bound = self.reconnector.attempt_timeout();
+        type BoxError = Box<dyn std::error::Error + Send + Sync>;
+        let ping = async {
+            let pinged = conn.interact(crate::sqlite::reset_and_ping).await;
+            pinged.map_err(BoxError::from)?.map_err(BoxError::from)
+        };
+        Error::check(bound, ping).await
+    }
+
+    fn has_broken(&self, conn: &mut SqliteConnection) -> bool {
+        conn.is_poisoned()
+    }
+}
+
+impl RetryingManager for SqliteConnectionManager {
+    fn diagnostics(&self) -> Diagnostics {
+        self.reconnector.diagnostics()
+    }
+
+    fn policy(&self) -> &RetryPolicy {
+        self.reconnector.retrier().policy()
+    }
+}
+
+impl fmt::Debug for SqliteConnectionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteConnectionManager")
+            .field("options", &self.opener.0)
+            .field("policy", self.reconnector.retrier().policy())
+            .finish()
+    }
+}

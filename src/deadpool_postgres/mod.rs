@@ -1,0 +1,222 @@
+//! A drop-in for [deadpool-postgres](https://docs.rs/deadpool-postgres) whose connection creation
+//! and recycling go through a retry policy.
+//!
+//! The names match deadpool-postgres's (`Manager`, `ManagerConfig`, `RecyclingMethod`, `Pool`,
+//! `Client`, `PoolError`, `Transaction`, `Runtime`, `Timeouts`, …), so swapping is a change of
+//! `use deadpool_postgres::…` to `use dbretry::deadpool_postgres::…` plus how the manager is
+//! built. Pooled objects are deadpool-postgres's own [`ClientWrapper`]: `prepare_cached`,
+//! transactions and the statement cache behave exactly as before.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use dbretry::RetryPolicy;
+//! use dbretry::deadpool_postgres::{Manager, Pool, RecyclingMethod};
+//! use dbretry::deadpool_postgres::tokio_postgres::NoTls;
+//!
+//! let pg_config: tokio_postgres::Config = "postgres://app@db.internal/app".parse()?;
+//! let manager = Manager::builder(pg_config, NoTls)
+//!     .policy(RetryPolicy::from_env()?)
+//!     .recycling_method(RecyclingMethod::Fast)
+//!     .build();
+//! let pool = Pool::builder(manager).max_size(16).build()?;
+//!
+//! let client = pool.get().await?; // waits out a restart instead of failing
+//! let stmt = client.prepare_cached("SELECT 1").await?;
+//! client.query(&stmt, &[]).await?;
+//! # Ok(()) }
+//! ```
+
+mod statement_caches;
+
+use std::fmt;
+use std::sync::Arc;
+
+use deadpool::managed;
+pub use deadpool::managed::reexports::*;
+pub use deadpool_postgres::{
+    ClientWrapper, ManagerConfig, RecyclingMethod, StatementCache, Transaction, TransactionBuilder,
+};
+pub use tokio_postgres;
+
+use crate::events::PoolEvents;
+use crate::postgres::{MakeTls, PgConnector};
+use crate::reconnect::Reconnector;
+use crate::{ConfigError, Diagnostics, Error, Retrier, RetryPolicy};
+
+pub use self::statement_caches::StatementCaches;
+
+deadpool::managed_reexports!(
+    "dbretry",
+    Manager,
+    managed::Object<Manager>,
+    Error,
+    ConfigError
+);
+
+/// A pooled PostgreSQL client, as deadpool-postgres's `Client`.
+pub type Client = Object;
+
+/// Creates and recycles PostgreSQL connections for a deadpool [`Pool`], retrying transient
+/// connect failures under a [`RetryPolicy`] with one shared reconnect effort per pool.
+pub struct Manager {
+    config: ManagerConfig,
+    connector: PgConnector,
+    reconnector: Reconnector,
+    /// The statement caches of the clients handed out by the pool (as deadpool-postgres).
+    pub statement_caches: StatementCaches,
+}
+
+impl Manager {
+    /// A manager with the default [`RetryPolicy`] and [`ManagerConfig`]: the same signature as
+    /// `deadpool_postgres::Manager::new`.
+    pub fn new<T: MakeTls>(pg_config: tokio_postgres::Config, tls: T) -> Self {
+        Self::builder(pg_config, tls).build()
+    }
+
+    /// A manager with the default [`RetryPolicy`]: the same signature as
+    /// `deadpool_postgres::Manager::from_config`.
+    pub fn from_config<T: MakeTls>(
+        pg_config: tokio_postgres::Config,
+        tls: T,
+        config: ManagerConfig,
+    ) -> Self {
+        Self::builder(pg_config, tls).manager_config(config).build()
+    }
+
+    /// Starts a builder for a manager connecting with `pg_config` and `tls`.
+    pub fn builder<T: MakeTls>(pg_config: tokio_postgres::Config, tls: T) -> ManagerBuilder {
+        ManagerBuilder {
+            pg_config,
+            tls: Box::new(move |config, events| PgConnector::new(config, tls, events)),
+            config: ManagerConfig::default(),
+            policy: RetryPolicy::default(),
+            retrier: None,
+        }
+    }
+
+    /// What this manager's pool went through: the last connect error, the last error a live
+    /// connection ended with, attempt counts.
+    pub fn diagnostics(&self) -> Diagnostics {
+        self.reconnector.diagnostics()
+    }
+
+    /// The tokio-postgres configuration connections are made with.
+    pub fn pg_config(&self) -> &tokio_postgres::Config {
+        self.connector.config()
+    }
+}
+
+type MakeConnector = Box<dyn FnOnce(tokio_postgres::Config, Arc<PoolEvents>) -> PgConnector>;
+
+/// Builds a [`Manager`]; see [`Manager::builder`].
+#[must_use = "call `build()` to get the manager"]
+pub struct ManagerBuilder {
+    pg_config: tokio_postgres::Config,
+    tls: MakeConnector,
+    config: ManagerConfig,
+    policy: RetryPolicy,
+    retrier: Option<Retrier>,
+}
+
+impl ManagerBuilder {
+    /// The retry policy for connecting. Default: [`RetryPolicy::default`]. Each attempt is
+    /// bounded by the policy's `attempt_timeout`, or by
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT) if it sets none.
+    pub fn policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// A [`Retrier`] with hooks to connect with; its policy replaces [`ManagerBuilder::policy`].
+    pub fn retrier(mut self, retrier: Retrier) -> Self {
+        self.policy = retrier.policy().clone();
+        self.retrier = Some(retrier);
+        self
+    }
+
+    /// How connections are checked before reuse. Default: [`RecyclingMethod::Fast`].
+    pub fn recycling_method(mut self, method: RecyclingMethod) -> Self {
+        self.config.recycling_method = method;
+        self
+    }
+
+    /// deadpool-postgres's manager configuration as a whole.
+    pub fn manager_config(mut self, config: ManagerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Builds the manager.
+    pub fn build(self) -> Manager {
+        let events = Arc::new(PoolEvents::default());
+        let retrier = self.retrier.unwrap_or_else(|| Retrier::new(self.policy));
+        Manager {
+            config: self.config,
+            connector: (self.tls)(self.pg_config, events.clone()),
+            reconnector: Reconnector::new(retrier, events),
+            statement_caches: StatementCaches::default(),
+        }
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = ClientWrapper;
+    type Error = Error;
+
+    async fn create(&self) -> Result<ClientWrapper, Error> {
+        let (client, task) = self.reconnector.connect(&self.connector).await?;
+        let wrapper = ClientWrapper::new(client, task);
+        self.statement_caches.attach(&wrapper.statement_cache);
+        Ok(wrapper)
+    }
+
+    async fn recycle(
+        &self,
+        client: &mut ClientWrapper,
+        _: &Metrics,
+    ) -> managed::RecycleResult<Error> {
+        if client.is_closed() {
+            return Err(managed::RecycleError::message("connection closed"));
+        }
+        let Some(sql) = self.config.recycling_method.query() else {
+            return Ok(());
+        };
+        let bound = self.reconnector.attempt_timeout();
+        match tokio::time::timeout(bound, client.simple_query(sql)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(target: "dbretry", error = %error, "connection failed its recycle check");
+                Err(managed::RecycleError::message(format!(
+                    "recycle check failed: {error}"
+                )))
+            }
+            Err(_) => Err(managed::RecycleError::message(format!(
+                "recycle check did not answer within {bound:?}"
+            ))),
+        }
+    }
+
+    fn detach(&self, object: &mut ClientWrapper) {
+        self.statement_caches.detach(&object.statement_cache);
+    }
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("config", &self.config)
+            .field("connector", &self.connector)
+            .field("policy", self.reconnector.retrier().policy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("pg_config", &self.pg_config)
+            .field("config", &self.config)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,10 @@
+//! PostgreSQL through tokio-postgres: error classification, connecting with retry, and the
+//! pieces the pool managers share.
+
+mod classify;
+mod connect;
+
+pub use self::classify::classify_sqlstate;
+pub(crate) use self::classify::hint_for_sqlstate;
+pub use self::connect::MakeTls;
+pub(crate) use self::connect::PgConnector;

@@ -1,0 +1,249 @@
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::*;
+use crate::{ErrorClass, ErrorKind};
+
+fn refused() -> io::Error {
+    io::Error::from(io::ErrorKind::ConnectionRefused)
+}
+
+fn denied() -> io::Error {
+    io::Error::from(io::ErrorKind::PermissionDenied)
+}
+
+/// Runs an operation that fails transiently `failures` times, recording when each try began.
+async fn run_failing(retrier: &Retrier, failures: usize) -> (Result<usize, Error>, Vec<Duration>) {
+    let start = Instant::now();
+    let tries = Arc::new(Mutex::new(Vec::new()));
+    let result = retrier
+        .run(|| {
+            let tries = tries.clone();
+            async move {
+                let mut tries = tries.lock().unwrap();
+                tries.push(start.elapsed());
+                if tries.len() <= failures {
+                    Err(refused())
+                } else {
+                    Ok(tries.len())
+                }
+            }
+        })
+        .await;
+    let tries = tries.lock().unwrap().clone();
+    (result, tries)
+}
+
+fn gaps(times: &[Duration]) -> Vec<Duration> {
+    times.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_policy_without_jitter_sleeps_exactly_100_200_400_800_ms() {
+    let retrier = Retrier::new(RetryPolicy::builder().jitter(false).build().unwrap());
+    let (result, tries) = run_failing(&retrier, 4).await;
+    assert_eq!(result.unwrap(), 5);
+    assert_eq!(
+        gaps(&tries),
+        [100, 200, 400, 800].map(Duration::from_millis)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_policy_with_jitter_sleeps_within_ten_percent_of_the_timeline() {
+    let retrier = Retrier::new(RetryPolicy::default());
+    let (result, tries) = run_failing(&retrier, 4).await;
+    assert_eq!(result.unwrap(), 5);
+    for (gap, nominal) in gaps(&tries).iter().zip([0.1, 0.2, 0.4, 0.8]) {
+        let secs = gap.as_secs_f64();
+        assert!(
+            (nominal * 0.9..=nominal * 1.1).contains(&secs),
+            "{secs} vs {nominal}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_retries_report_attempts_elapsed_and_last_cause() {
+    let retrier = Retrier::new(RetryPolicy::builder().jitter(false).build().unwrap());
+    let (result, tries) = run_failing(&retrier, usize::MAX).await;
+    let error = result.unwrap_err();
+    assert_eq!(tries.len(), 5);
+    assert_eq!(error.kind(), ErrorKind::RetryExhausted);
+    assert_eq!(error.attempts(), 5);
+    assert_eq!(error.elapsed(), Duration::from_millis(1500));
+    assert_eq!(error.class(), Some(ErrorClass::Transient));
+    let cause = error
+        .find_cause::<io::Error>()
+        .expect("the io error is the cause");
+    assert_eq!(cause.kind(), io::ErrorKind::ConnectionRefused);
+    assert_eq!(
+        error.to_string(),
+        "database still unavailable after 5 attempts over 1.50s (max_attempts reached); \
+         last error: connection refused"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_returns_after_exactly_one_attempt() {
+    let calls = Arc::new(Mutex::new(0));
+    let error = execute_with_retry(&RetryPolicy::default(), || {
+        let calls = calls.clone();
+        async move {
+            *calls.lock().unwrap() += 1;
+            Err::<(), _>(denied())
+        }
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(*calls.lock().unwrap(), 1);
+    assert_eq!(error.kind(), ErrorKind::Query);
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(error.elapsed(), Duration::ZERO);
+    assert_eq!(error.class(), Some(ErrorClass::Permanent));
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_error_while_connecting_is_a_connection_error() {
+    let retrier = Retrier::new(RetryPolicy::default()).phase(Phase::Connect);
+    let error = retrier
+        .run(|| async { Err::<(), _>(denied()) })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connection);
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot connect to the database (permanent error, not retried)")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_stops_retrying_before_a_sleep_would_pass_it() {
+    let policy = RetryPolicy::builder()
+        .jitter(false)
+        .max_attempts(100)
+        .max_elapsed(Duration::from_millis(1000))
+        .build()
+        .unwrap();
+    let (result, tries) = run_failing(&Retrier::new(policy), usize::MAX).await;
+    let error = result.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    // Tries at 0, 0.1, 0.3, 0.7 s; the next would start at 1.5 s, past the deadline.
+    assert_eq!(tries, [0, 100, 300, 700].map(Duration::from_millis));
+    assert_eq!(error.attempts(), 4);
+    assert_eq!(error.elapsed(), Duration::from_millis(700));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_bounds_a_hung_try_and_counts_as_transient() {
+    let policy = RetryPolicy::builder()
+        .jitter(false)
+        .max_attempts(3)
+        .attempt_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let error = Retrier::new(policy)
+        .run(std::future::pending::<Result<(), io::Error>>)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::RetryExhausted);
+    assert_eq!(error.attempts(), 3);
+    // 3 tries of 2 s plus sleeps of 0.1 and 0.2 s.
+    assert_eq!(start.elapsed(), Duration::from_millis(6300));
+    let cause = error.find_cause::<crate::AttemptTimedOut>().unwrap();
+    assert_eq!(cause.timeout, Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_also_bounds_time_spent_inside_attempts() {
+    let policy = RetryPolicy::builder()
+        .max_attempts(100)
+        .max_elapsed(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let error = Retrier::new(policy)
+        .run(std::future::pending::<Result<(), io::Error>>)
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hooks_see_each_retry_the_give_up_and_the_success() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
+    let retrier = Retrier::new(RetryPolicy::builder().jitter(false).build().unwrap())
+        .on_retry(move |e| {
+            l1.lock().unwrap().push(format!(
+                "retry {} in {:?} ({}): {}",
+                e.attempt,
+                e.delay,
+                e.class.as_str(),
+                e.error
+            ))
+        })
+        .on_success(move |e| {
+            l2.lock()
+                .unwrap()
+                .push(format!("success after {} in {:?}", e.attempts, e.elapsed))
+        })
+        .on_give_up(move |e| {
+            l3.lock()
+                .unwrap()
+                .push(format!("give up: {}", e.kind().as_str()))
+        });
+    run_failing(&retrier, 2).await.0.unwrap();
+    run_failing(&retrier, 9).await.0.unwrap_err();
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log[..3],
+        [
+            "retry 1 in 100ms (transient): connection refused",
+            "retry 2 in 200ms (transient): connection refused",
+            "success after 3 in 300ms",
+        ]
+    );
+    assert_eq!(log.last().unwrap(), "give up: retry_exhausted");
+    assert_eq!(log.len(), 3 + 4 + 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn sleeps_never_pass_the_deadline(
+        attempts in 1u32..50,
+        initial_ms in 0u64..500,
+        extra_ms in 0u64..5_000,
+        deadline_ms in 1u64..10_000,
+        seed in any::<u64>(),
+    ) {
+        let policy = RetryPolicy::builder()
+            .max_attempts(attempts)
+            .initial_delay(Duration::from_millis(initial_ms))
+            .max_delay(Duration::from_millis(initial_ms + extra_ms))
+            .max_elapsed(Duration::from_millis(deadline_ms))
+            .seed(seed)
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (result, tries) = runtime.block_on(run_failing(&Retrier::new(policy), usize::MAX));
+        prop_assert!(result.is_err());
+        prop_assert!(tries.len() <= attempts as usize);
+        let last_start = *tries.last().unwrap();
+        prop_assert!(last_start < Duration::from_millis(deadline_ms));
+    }
+}
