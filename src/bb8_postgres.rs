@@ -31,7 +31,6 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use tokio_postgres::{Client, Config};
 
@@ -39,10 +38,9 @@ pub use bb8;
 pub use tokio_postgres;
 
 use crate::bb8::RetryingManager;
-use crate::events::PoolEvents;
 use crate::postgres::{MakeTls, PgConnector};
 use crate::reconnect::Reconnector;
-use crate::{Diagnostics, Error, Retrier, RetryPolicy};
+use crate::{CircuitBreaker, Diagnostics, Error, Retrier, RetryPolicy};
 
 /// A `bb8::ManageConnection` for tokio-postgres clients that retries transient connect
 /// failures; see the [module docs](self).
@@ -74,7 +72,8 @@ impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
         ManagerBuilder {
             config,
             tls,
-            retrier: None,
+            retrier: Retrier::new(RetryPolicy::default()),
+            circuit_breaker: None,
         }
     }
 
@@ -89,31 +88,44 @@ impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
 pub struct ManagerBuilder<Tls> {
     config: Config,
     tls: Tls,
-    retrier: Option<Retrier>,
+    retrier: Retrier,
+    circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl<Tls: MakeTls> ManagerBuilder<Tls> {
     /// The retry policy for connecting. Default: [`RetryPolicy::default`]; each attempt is
     /// bounded by its `attempt_timeout`, or [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT).
-    pub fn policy(self, policy: RetryPolicy) -> Self {
-        self.retrier(Retrier::new(policy))
+    pub fn policy(mut self, policy: RetryPolicy) -> Self {
+        self.retrier = self.retrier.with_policy(policy);
+        self
     }
 
-    /// A [`Retrier`] with hooks to connect with.
+    /// A [`Retrier`] with hooks (and a name) to connect with; replaces the policy and name set
+    /// so far.
     pub fn retrier(mut self, retrier: Retrier) -> Self {
-        self.retrier = Some(retrier);
+        self.retrier = retrier;
+        self
+    }
+
+    /// The pool's name: the `pool` label of its metrics and log events. Default `default`.
+    pub fn name(mut self, name: impl AsRef<str>) -> Self {
+        self.retrier = self.retrier.name(name);
+        self
+    }
+
+    /// Fail fast for a while after repeated connect failures; see [`CircuitBreaker`]. Default:
+    /// no breaker.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = Some(breaker);
         self
     }
 
     /// Builds the manager.
     pub fn build(self) -> PostgresConnectionManager<Tls> {
-        let events = Arc::new(PoolEvents::default());
-        let retrier = self
-            .retrier
-            .unwrap_or_else(|| Retrier::new(RetryPolicy::default()));
+        let reconnector = Reconnector::new(self.retrier, self.circuit_breaker);
         PostgresConnectionManager {
-            connector: PgConnector::new(self.config, self.tls, events.clone()),
-            reconnector: Reconnector::new(retrier, events),
+            connector: PgConnector::new(self.config, self.tls, reconnector.events().clone()),
+            reconnector,
             tls: PhantomData,
         }
     }
@@ -131,7 +143,10 @@ impl<Tls: MakeTls> bb8::ManageConnection for PostgresConnectionManager<Tls> {
 
     async fn is_valid(&self, client: &mut Client) -> Result<(), Error> {
         let bound = self.reconnector.attempt_timeout();
-        Error::check(bound, client.simple_query("")).await.map(drop)
+        let checked = Error::check(bound, client.simple_query("")).await;
+        checked
+            .map(drop)
+            .inspect_err(|error| self.reconnector.events().recycle_failed(error))
     }
 
     fn has_broken(&self, client: &mut Client) -> bool {

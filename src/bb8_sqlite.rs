@@ -21,10 +21,9 @@ use std::sync::Arc;
 pub use rusqlite;
 
 use crate::bb8::RetryingManager;
-use crate::events::PoolEvents;
 use crate::reconnect::{ConnectOnce, Reconnector};
 use crate::sqlite::{SqliteConnection, SqliteOptions};
-use crate::{Diagnostics, Error, Retrier, RetryPolicy};
+use crate::{CircuitBreaker, Diagnostics, Error, Retrier, RetryPolicy};
 
 /// A `bb8::ManageConnection` for SQLite; see the [module docs](self).
 pub struct SqliteConnectionManager {
@@ -53,11 +52,21 @@ impl SqliteConnectionManager {
         Self::with_retrier(options, Retrier::new(RetryPolicy::default()))
     }
 
-    /// A manager opening connections under `retrier` (its policy and hooks).
+    /// A manager opening connections under `retrier` (its policy, hooks and name).
     pub fn with_retrier(options: SqliteOptions, retrier: Retrier) -> Self {
+        Self::with_circuit_breaker(options, retrier, None)
+    }
+
+    /// A manager opening connections under `retrier`, failing fast for a while after repeated
+    /// failures if `breaker` is given.
+    pub fn with_circuit_breaker(
+        options: SqliteOptions,
+        retrier: Retrier,
+        breaker: Option<CircuitBreaker>,
+    ) -> Self {
         Self {
             opener: Opener(Arc::new(options)),
-            reconnector: Reconnector::new(retrier, Arc::new(PoolEvents::default())),
+            reconnector: Reconnector::new(retrier, breaker),
         }
     }
 }
@@ -79,7 +88,8 @@ impl bb8::ManageConnection for SqliteConnectionManager {
             let pinged = conn.interact(crate::sqlite::reset_and_ping).await;
             pinged.map_err(BoxError::from)?.map_err(BoxError::from)
         };
-        Error::check(bound, ping).await
+        let checked = Error::check(bound, ping).await;
+        checked.inspect_err(|error| self.reconnector.events().recycle_failed(error))
     }
 
     fn has_broken(&self, conn: &mut SqliteConnection) -> bool {

@@ -62,6 +62,16 @@ pub trait Classify {
     }
 }
 
+impl Phase {
+    /// `"connect"` or `"operation"`: the `phase` label of metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Operation => "operation",
+        }
+    }
+}
+
 impl Classify for io::Error {
     fn classify(&self, _phase: Phase) -> ErrorClass {
         classify_io(self)

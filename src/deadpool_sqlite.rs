@@ -33,10 +33,9 @@ pub use deadpool_sync::{InteractError, SyncWrapper};
 pub use rusqlite;
 use serde::{Deserialize, Serialize};
 
-use crate::events::PoolEvents;
 use crate::reconnect::{ConnectOnce, Reconnector};
 use crate::sqlite::SqliteOptions;
-use crate::{ConfigError, Diagnostics, Error, Retrier, RetryConfig, RetryPolicy};
+use crate::{CircuitBreaker, ConfigError, Diagnostics, Error, Retrier, RetryConfig, RetryPolicy};
 
 deadpool::managed_reexports!(
     "dbretry",
@@ -144,8 +143,14 @@ impl Manager {
         ManagerBuilder {
             options,
             runtime: Runtime::Tokio1,
-            retrier: None,
+            retrier: Retrier::new(RetryPolicy::default()),
+            circuit_breaker: None,
         }
+    }
+
+    /// The pool's name (its metrics' `pool` label).
+    pub fn name(&self) -> &str {
+        self.reconnector.retrier().label()
     }
 
     /// What this manager's pool went through: the last open error, attempt counts.
@@ -159,18 +164,34 @@ impl Manager {
 pub struct ManagerBuilder {
     options: SqliteOptions,
     runtime: Runtime,
-    retrier: Option<Retrier>,
+    retrier: Retrier,
+    circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl ManagerBuilder {
     /// The retry policy for opening connections. Default: [`RetryPolicy::default`].
-    pub fn policy(self, policy: RetryPolicy) -> Self {
-        self.retrier(Retrier::new(policy))
+    pub fn policy(mut self, policy: RetryPolicy) -> Self {
+        self.retrier = self.retrier.with_policy(policy);
+        self
     }
 
-    /// A [`Retrier`] with hooks to open connections with.
+    /// A [`Retrier`] with hooks (and a name) to open connections with; replaces the policy
+    /// and name set so far.
     pub fn retrier(mut self, retrier: Retrier) -> Self {
-        self.retrier = Some(retrier);
+        self.retrier = retrier;
+        self
+    }
+
+    /// The pool's name: the `pool` label of its metrics and log events. Default `default`.
+    pub fn name(mut self, name: impl AsRef<str>) -> Self {
+        self.retrier = self.retrier.name(name);
+        self
+    }
+
+    /// Fail fast for a while after repeated connect failures; see [`CircuitBreaker`]. Default:
+    /// no breaker.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = Some(breaker);
         self
     }
 
@@ -182,15 +203,12 @@ impl ManagerBuilder {
 
     /// Builds the manager.
     pub fn build(self) -> Manager {
-        let retrier = self
-            .retrier
-            .unwrap_or_else(|| Retrier::new(RetryPolicy::default()));
         Manager {
             opener: Opener {
                 options: Arc::new(self.options),
                 runtime: self.runtime,
             },
-            reconnector: Reconnector::new(retrier, Arc::new(PoolEvents::default())),
+            reconnector: Reconnector::new(self.retrier, self.circuit_breaker),
         }
     }
 }
@@ -206,21 +224,22 @@ impl managed::Manager for Manager {
     /// Discards a connection whose mutex was poisoned by a panic, rolls back a transaction
     /// left open, and checks the connection answers.
     async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> managed::RecycleResult<Error> {
+        let events = self.reconnector.events();
         if conn.is_mutex_poisoned() {
+            events.recycle_failed(&"a panic poisoned the connection's mutex");
             return Err(managed::RecycleError::message(
                 "a panic poisoned the connection's mutex",
             ));
         }
-        let checked = conn.interact(crate::sqlite::reset_and_ping).await;
-        match checked {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(managed::RecycleError::message(format!(
-                "recycle check failed: {error}"
-            ))),
-            Err(error) => Err(managed::RecycleError::message(format!(
-                "recycle check failed: {error}"
-            ))),
-        }
+        let error = match conn.interact(crate::sqlite::reset_and_ping).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        events.recycle_failed(&error);
+        Err(managed::RecycleError::message(format!(
+            "recycle check failed: {error}"
+        )))
     }
 }
 

@@ -31,6 +31,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Why a caller was given up on, as the `reason` label of `dbretry_give_ups_total`.
+    pub(crate) fn give_up_reason(self) -> &'static str {
+        match self {
+            Self::Connection | Self::Query => "permanent",
+            Self::RetryExhausted => "attempts",
+            Self::Timeout => "deadline",
+            Self::CircuitOpen => "circuit_open",
+        }
+    }
+
     /// A short, stable label: `connection`, `query`, `retry_exhausted`, `timeout`,
     /// `circuit_open`.
     pub fn as_str(self) -> &'static str {
@@ -85,6 +95,7 @@ impl Error {
     /// [`ErrorKind::Connection`] error carrying the check's error or [`AttemptTimedOut`].
     ///
     /// [`AttemptTimedOut`]: crate::AttemptTimedOut
+    #[cfg_attr(not(pools), allow(dead_code))]
     pub(crate) async fn check<T, E>(
         bound: Duration,
         check: impl Future<Output = Result<T, E>>,
@@ -261,7 +272,7 @@ fn write_chain(f: &mut fmt::Formatter<'_>, error: &(dyn StdError + 'static)) -> 
     let mut next = error.source();
     while let Some(source) = next {
         let text = source.to_string();
-        if !written.contains(&text) {
+        if !written.contains(&text) && !text.contains(&written) {
             write!(f, ": {text}")?;
             written = text;
         }

@@ -1,6 +1,8 @@
 //! What happened to one pool's connections, kept for diagnostics: the last connect failure and
 //! the last error a live connection ended with.
 
+#![cfg_attr(not(pools), allow(dead_code))]
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::classify::Phase;
 use crate::error::{ErrorChain, SharedCause};
+use crate::metrics;
 use crate::retry::OperationError;
 use crate::{Error, ErrorClass};
 
@@ -64,6 +67,7 @@ impl RecordedError {
 /// Per-pool record of connection events, shared by a manager and its [`Diagnostics`].
 #[derive(Debug)]
 pub(crate) struct PoolEvents {
+    name: Arc<str>,
     connects_succeeded: AtomicU64,
     connects_failed_transient: AtomicU64,
     connects_failed_permanent: AtomicU64,
@@ -74,9 +78,10 @@ pub(crate) struct PoolEvents {
     give_ups: watch::Sender<Option<Error>>,
 }
 
-impl Default for PoolEvents {
-    fn default() -> Self {
+impl PoolEvents {
+    pub(crate) fn new(name: &str) -> Self {
         Self {
+            name: Arc::from(name),
             connects_succeeded: AtomicU64::new(0),
             connects_failed_transient: AtomicU64::new(0),
             connects_failed_permanent: AtomicU64::new(0),
@@ -85,9 +90,17 @@ impl Default for PoolEvents {
             give_ups: watch::Sender::new(None),
         }
     }
-}
 
-impl PoolEvents {
+    /// The pool's name, its metrics' `pool` label.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn recycle_failed(&self, why: &dyn fmt::Display) {
+        tracing::warn!(target: "dbretry", pool = self.name(), reason = %why, "discarding a pooled connection that failed its check");
+        metrics::recycle_failed(&self.name);
+    }
+
     pub(crate) fn connect_succeeded(&self) {
         self.connects_succeeded.fetch_add(1, Ordering::Relaxed);
     }
@@ -110,8 +123,10 @@ impl PoolEvents {
     /// logged and recorded, since no caller may be there to see it.
     pub(crate) fn connection_closed_with<E: OperationError>(&self, error: E) {
         let recorded = RecordedError::new(error, Phase::Operation);
+        metrics::connection_closed(&self.name, recorded.class.as_str());
         tracing::warn!(
             target: "dbretry",
+            pool = self.name(),
             class = recorded.class.as_str(),
             error = %ErrorChain(&*recorded.error),
             "pooled connection closed with an error"
@@ -120,6 +135,7 @@ impl PoolEvents {
     }
 
     /// Receives every later give-up (the current one counts as seen).
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) fn subscribe_give_ups(&self) -> watch::Receiver<Option<Error>> {
         self.give_ups.subscribe()
     }

@@ -10,12 +10,19 @@
     unused_qualifications
 )]
 
+mod circuit;
 mod classify;
 mod config_error;
 mod error;
 mod events;
+pub mod health;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod http;
+pub mod metrics;
 pub mod policy;
 mod reconnect;
+mod redact;
 mod retry;
 
 #[cfg(feature = "postgres")]
@@ -43,6 +50,7 @@ pub mod bb8_postgres;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "sqlite", feature = "bb8"))))]
 pub mod bb8_sqlite;
 
+pub use crate::circuit::CircuitBreaker;
 pub use crate::classify::{
     AttemptTimedOut, Classify, ErrorClass, Phase, breaks_connection_dyn, classify_dyn,
 };
@@ -51,4 +59,5 @@ pub use crate::error::{Error, ErrorChain, ErrorKind, SharedCause};
 pub use crate::events::{ConnectAttempts, Diagnostics, RecordedError};
 pub use crate::policy::{Jitter, JitterStrategy, RetryConfig, RetryPolicy, Schedule};
 pub use crate::reconnect::DEFAULT_ATTEMPT_TIMEOUT;
+pub use crate::redact::redact_url;
 pub use crate::retry::{OperationError, Retrier, RetryEvent, SuccessEvent, execute_with_retry};

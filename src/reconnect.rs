@@ -14,6 +14,8 @@
 //! Cancellation: the lock guard is the only thing a probe holds, so dropping a waiting or
 //! probing caller releases it and the next caller in the queue takes over the schedule.
 
+#![cfg_attr(not(pools), allow(dead_code))]
+
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
+use crate::circuit::{Admission, Circuit, CircuitBreaker};
 use crate::error::ErrorKind;
 use crate::events::{Diagnostics, PoolEvents, RecordedError};
 use crate::policy::Schedule;
@@ -43,6 +46,7 @@ pub(crate) trait ConnectOnce: Send + Sync + 'static {
 #[derive(Debug)]
 pub(crate) struct Reconnector {
     retrier: Retrier,
+    circuit: Circuit,
     events: Arc<PoolEvents>,
     state: Mutex<GateState>,
     probe: tokio::sync::Mutex<()>,
@@ -72,7 +76,9 @@ impl GateState {
 impl Reconnector {
     /// A reconnector connecting under `retrier`'s policy. Each attempt is bounded by the
     /// policy's `attempt_timeout`, or by [`DEFAULT_ATTEMPT_TIMEOUT`] if it sets none.
-    pub(crate) fn new(retrier: Retrier, events: Arc<PoolEvents>) -> Self {
+    pub(crate) fn new(retrier: Retrier, breaker: Option<CircuitBreaker>) -> Self {
+        let events = Arc::new(PoolEvents::new(retrier.label()));
+        let circuit = Circuit::new(breaker, retrier.label());
         let mut policy = retrier.policy().clone();
         policy
             .attempt_timeout
@@ -81,6 +87,7 @@ impl Reconnector {
         let schedule = retrier.policy().schedule();
         Self {
             retrier,
+            circuit,
             events,
             state: Mutex::new(GateState {
                 down: false,
@@ -95,6 +102,10 @@ impl Reconnector {
 
     pub(crate) fn retrier(&self) -> &Retrier {
         &self.retrier
+    }
+
+    pub(crate) fn events(&self) -> &Arc<PoolEvents> {
+        &self.events
     }
 
     pub(crate) fn diagnostics(&self) -> Diagnostics {
@@ -136,6 +147,11 @@ impl Reconnector {
     async fn connect_retrying<C: ConnectOnce>(&self, backend: &C) -> Result<C::Connection, Error> {
         let mut run = Run::start(&self.retrier);
         loop {
+            match self.circuit.admit() {
+                Admission::Reject => return Err(self.give_up_waiting(&run, ErrorKind::CircuitOpen)),
+                Admission::Probe => return self.half_open_probe(&mut run, backend).await,
+                Admission::Pass => {}
+            }
             let seen = {
                 let state = self.lock();
                 (!state.down).then_some(()).ok_or(state.generation)
@@ -144,8 +160,11 @@ impl Reconnector {
                 Ok(()) => match self.attempt(&mut run, backend).await {
                     Attempt::Succeeded(connection) => return Ok(connection),
                     Attempt::Failed(failure) => {
-                        self.record_direct_failure(&run, &failure);
+                        let first_probe_in = self.record_direct_failure(&failure);
                         run.check_continue(&failure, Duration::ZERO)?;
+                        if let Some(delay) = first_probe_in {
+                            run.announce_retry(&failure, delay);
+                        }
                     }
                 },
                 Err(generation) => {
@@ -197,6 +216,9 @@ impl Reconnector {
         };
         run.check_continue(&failure, wait)?;
         tokio::time::sleep_until(probe_at).await;
+        if self.circuit.rejects() {
+            return Err(self.give_up_waiting(run, ErrorKind::CircuitOpen));
+        }
         match self.attempt(run, backend).await {
             Attempt::Succeeded(connection) => {
                 self.record_probe_success();
@@ -205,17 +227,49 @@ impl Reconnector {
             }
             Attempt::Failed(failure) => {
                 let delay = self.record_probe_failure(&failure);
-                if failure.class == ErrorClass::Transient {
-                    run.announce_retry(&failure, delay);
-                }
                 drop(guard);
                 run.check_continue(&failure, delay)?;
+                run.announce_retry(&failure, delay);
                 Ok(None)
             }
         }
     }
 
-    /// One attempt, recorded in the pool's events.
+    /// The one attempt a half-open circuit lets through: success closes the circuit (and the
+    /// pool is up), failure opens it again and this caller is told so.
+    async fn half_open_probe<C: ConnectOnce>(
+        &self,
+        run: &mut Run<'_>,
+        backend: &C,
+    ) -> Result<C::Connection, Error> {
+        struct AbandonOnDrop<'a>(Option<&'a Circuit>);
+        impl Drop for AbandonOnDrop<'_> {
+            fn drop(&mut self) {
+                if let Some(circuit) = self.0 {
+                    circuit.probe_abandoned();
+                }
+            }
+        }
+        let mut abandoned = AbandonOnDrop(Some(&self.circuit));
+        let attempt = self.attempt(run, backend).await;
+        abandoned.0 = None;
+        match attempt {
+            Attempt::Succeeded(connection) => {
+                self.record_probe_success();
+                Ok(connection)
+            }
+            Attempt::Failed(failure) => {
+                self.record_probe_failure(&failure);
+                let kind = match failure.class {
+                    ErrorClass::Permanent => ErrorKind::Connection,
+                    ErrorClass::Transient => ErrorKind::CircuitOpen,
+                };
+                Err(run.give_up(kind, Some(&failure)))
+            }
+        }
+    }
+
+    /// One attempt, recorded in the pool's events and circuit.
     async fn attempt<C: ConnectOnce>(
         &self,
         run: &mut Run<'_>,
@@ -223,10 +277,15 @@ impl Reconnector {
     ) -> Attempt<C::Connection> {
         let attempt = run.attempt(backend.connect_once()).await;
         match &attempt {
-            Attempt::Succeeded(_) => self.events.connect_succeeded(),
-            Attempt::Failed(failure) => self
-                .events
-                .connect_failed(RecordedError::from_failure(failure)),
+            Attempt::Succeeded(_) => {
+                self.circuit.succeeded();
+                self.events.connect_succeeded();
+            }
+            Attempt::Failed(failure) => {
+                self.circuit.failed(failure.class);
+                self.events
+                    .connect_failed(RecordedError::from_failure(failure));
+            }
         }
         attempt
     }
@@ -237,13 +296,14 @@ impl Reconnector {
     }
 
     /// A concurrent (non-probe) attempt failed: the first transient failure marks the pool down
-    /// and starts its schedule; a permanent one is only remembered.
-    fn record_direct_failure(&self, run: &Run<'_>, failure: &Failure) {
+    /// and starts its schedule (returning the delay to the first probe); a permanent one, or
+    /// one while already down, is only remembered.
+    fn record_direct_failure(&self, failure: &Failure) -> Option<Duration> {
         let mut state = self.lock();
         if failure.class != ErrorClass::Transient || state.down {
             let generation = state.generation;
             state.last_failure = Some((generation, failure.clone()));
-            return;
+            return None;
         }
         state.down = true;
         state.generation += 1;
@@ -251,8 +311,7 @@ impl Reconnector {
         state.schedule.reset();
         let delay = state.schedule.next_delay();
         state.next_probe_at = Instant::now() + delay;
-        drop(state);
-        run.announce_retry(failure, delay);
+        Some(delay)
     }
 
     fn record_probe_success(&self) {

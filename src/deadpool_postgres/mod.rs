@@ -41,7 +41,7 @@ pub use tokio_postgres;
 use crate::events::PoolEvents;
 use crate::postgres::{MakeTls, PgConnector};
 use crate::reconnect::Reconnector;
-use crate::{ConfigError, Diagnostics, Error, Retrier, RetryPolicy};
+use crate::{CircuitBreaker, ConfigError, Diagnostics, Error, Retrier, RetryPolicy};
 
 pub use self::statement_caches::StatementCaches;
 
@@ -89,8 +89,8 @@ impl Manager {
             pg_config,
             tls: Box::new(move |config, events| PgConnector::new(config, tls, events)),
             config: ManagerConfig::default(),
-            policy: RetryPolicy::default(),
-            retrier: None,
+            retrier: Retrier::new(RetryPolicy::default()),
+            circuit_breaker: None,
         }
     }
 
@@ -98,6 +98,11 @@ impl Manager {
     /// connection ended with, attempt counts.
     pub fn diagnostics(&self) -> Diagnostics {
         self.reconnector.diagnostics()
+    }
+
+    /// The pool's name (its metrics' `pool` label).
+    pub fn name(&self) -> &str {
+        self.reconnector.retrier().label()
     }
 
     /// The tokio-postgres configuration connections are made with.
@@ -114,8 +119,8 @@ pub struct ManagerBuilder {
     pg_config: tokio_postgres::Config,
     tls: MakeConnector,
     config: ManagerConfig,
-    policy: RetryPolicy,
-    retrier: Option<Retrier>,
+    retrier: Retrier,
+    circuit_breaker: Option<CircuitBreaker>,
 }
 
 impl ManagerBuilder {
@@ -123,14 +128,27 @@ impl ManagerBuilder {
     /// bounded by the policy's `attempt_timeout`, or by
     /// [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT) if it sets none.
     pub fn policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
+        self.retrier = self.retrier.with_policy(policy);
         self
     }
 
-    /// A [`Retrier`] with hooks to connect with; its policy replaces [`ManagerBuilder::policy`].
+    /// A [`Retrier`] with hooks (and a name) to connect with; replaces the policy and name set
+    /// so far.
     pub fn retrier(mut self, retrier: Retrier) -> Self {
-        self.policy = retrier.policy().clone();
-        self.retrier = Some(retrier);
+        self.retrier = retrier;
+        self
+    }
+
+    /// The pool's name: the `pool` label of its metrics and log events. Default `default`.
+    pub fn name(mut self, name: impl AsRef<str>) -> Self {
+        self.retrier = self.retrier.name(name);
+        self
+    }
+
+    /// Fail fast for a while after repeated connect failures; see [`CircuitBreaker`]. Default:
+    /// no breaker.
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.circuit_breaker = Some(breaker);
         self
     }
 
@@ -148,12 +166,11 @@ impl ManagerBuilder {
 
     /// Builds the manager.
     pub fn build(self) -> Manager {
-        let events = Arc::new(PoolEvents::default());
-        let retrier = self.retrier.unwrap_or_else(|| Retrier::new(self.policy));
+        let reconnector = Reconnector::new(self.retrier, self.circuit_breaker);
         Manager {
             config: self.config,
-            connector: (self.tls)(self.pg_config, events.clone()),
-            reconnector: Reconnector::new(retrier, events),
+            connector: (self.tls)(self.pg_config, reconnector.events().clone()),
+            reconnector,
             statement_caches: StatementCaches::default(),
         }
     }
@@ -175,25 +192,22 @@ impl managed::Manager for Manager {
         client: &mut ClientWrapper,
         _: &Metrics,
     ) -> managed::RecycleResult<Error> {
+        let events = self.reconnector.events();
         if client.is_closed() {
+            events.recycle_failed(&"connection closed");
             return Err(managed::RecycleError::message("connection closed"));
         }
         let Some(sql) = self.config.recycling_method.query() else {
             return Ok(());
         };
         let bound = self.reconnector.attempt_timeout();
-        match tokio::time::timeout(bound, client.simple_query(sql)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => {
-                tracing::warn!(target: "dbretry", error = %error, "connection failed its recycle check");
-                Err(managed::RecycleError::message(format!(
-                    "recycle check failed: {error}"
-                )))
-            }
-            Err(_) => Err(managed::RecycleError::message(format!(
-                "recycle check did not answer within {bound:?}"
-            ))),
-        }
+        Error::check(bound, client.simple_query(sql))
+            .await
+            .map(drop)
+            .map_err(|error| {
+                events.recycle_failed(&error);
+                managed::RecycleError::Backend(error)
+            })
     }
 
     fn detach(&self, object: &mut ClientWrapper) {
@@ -216,7 +230,7 @@ impl fmt::Debug for ManagerBuilder {
         f.debug_struct("ManagerBuilder")
             .field("pg_config", &self.pg_config)
             .field("config", &self.config)
-            .field("policy", &self.policy)
+            .field("retrier", &self.retrier)
             .finish_non_exhaustive()
     }
 }

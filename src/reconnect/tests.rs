@@ -59,7 +59,7 @@ fn pool_policy() -> RetryPolicy {
 }
 
 fn reconnector(policy: RetryPolicy) -> Arc<Reconnector> {
-    Arc::new(Reconnector::new(Retrier::new(policy), Arc::default()))
+    Arc::new(Reconnector::new(Retrier::new(policy), None))
 }
 
 #[tokio::test(start_paused = true)]

@@ -49,16 +49,32 @@ pub struct Retrier {
     policy: RetryPolicy,
     phase: Phase,
     hooks: Hooks,
+    name: Arc<str>,
 }
 
 impl Retrier {
     /// A retrier for operations ([`Phase::Operation`]) under `policy`, without hooks.
     pub fn new(policy: RetryPolicy) -> Self {
+        crate::metrics::describe();
         Self {
             policy,
             phase: Phase::Operation,
             hooks: Hooks::default(),
+            name: Arc::from("default"),
         }
+    }
+
+    /// Names what this retrier serves (a pool, a job): the `pool` label of its metrics and a
+    /// field of its log events. Default `default`. Use a fixed, low-cardinality name.
+    #[must_use]
+    pub fn name(mut self, name: impl AsRef<str>) -> Self {
+        self.name = Arc::from(name.as_ref());
+        self
+    }
+
+    /// The name given by [`Retrier::name`].
+    pub fn label(&self) -> &str {
+        &self.name
     }
 
     /// Classifies errors as happening in `phase` (the pool managers use [`Phase::Connect`]).

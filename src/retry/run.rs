@@ -11,6 +11,7 @@ use super::hooks::{RetryEvent, SuccessEvent};
 use super::{OperationError, Retrier};
 use crate::classify::{AttemptTimedOut, ErrorClass, Phase};
 use crate::error::{Error, ErrorChain, ErrorKind, SharedCause};
+use crate::metrics;
 
 /// The outcome of one try.
 pub(crate) enum Attempt<T> {
@@ -41,6 +42,7 @@ pub(crate) struct Run<'r> {
     deadline: Option<Instant>,
     attempts: u32,
     last_failure: Option<Failure>,
+    squeezed_last_try: bool,
 }
 
 impl<'r> Run<'r> {
@@ -52,7 +54,16 @@ impl<'r> Run<'r> {
             deadline: retrier.policy.max_elapsed.map(|limit| start + limit),
             attempts: 0,
             last_failure: None,
+            squeezed_last_try: false,
         }
+    }
+
+    fn label(&self) -> &str {
+        &self.retrier.name
+    }
+
+    fn phase(&self) -> &'static str {
+        self.retrier.phase.as_str()
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -66,6 +77,7 @@ impl<'r> Run<'r> {
         E: OperationError,
     {
         self.attempts += 1;
+        let began = Instant::now();
         let outcome = match self.attempt_bound() {
             None => attempt
                 .await
@@ -75,6 +87,11 @@ impl<'r> Run<'r> {
                 Err(_) => Err(self.timed_out(bound)),
             },
         };
+        let outcome_label = match &outcome {
+            Ok(_) => "success",
+            Err(failure) => failure.class.as_str(),
+        };
+        metrics::attempt(self.label(), self.phase(), outcome_label, began.elapsed());
         match outcome {
             Ok(value) => {
                 self.succeeded();
@@ -137,30 +154,57 @@ impl<'r> Run<'r> {
 
     /// After a failed try: gives up with the final error, or sleeps `delay` so the caller can
     /// try again.
+    ///
+    /// When `delay` would reach the deadline, one last try is made shortly before it instead
+    /// (sleeping until `deadline - min(left / 2, 250 ms)`), so that a caller is not given up on
+    /// long before its deadline just because the next backoff step is long.
     pub(crate) async fn settle(&mut self, failure: Failure, delay: Duration) -> Result<(), Error> {
-        self.check_continue(&failure, delay)?;
+        let delay = match self.check_continue_quietly(&failure, delay) {
+            Ok(()) => delay,
+            Err(error) => match self.last_try_before_deadline() {
+                Some(shorter) if error.kind() == ErrorKind::Timeout => shorter,
+                _ => return Err(self.announce_give_up(error)),
+            },
+        };
         self.announce_retry(&failure, delay);
         tokio::time::sleep(delay).await;
         Ok(())
     }
 
+    /// The sleep before a last try squeezed in before the deadline, once per run, if enough
+    /// time is left for one.
+    fn last_try_before_deadline(&mut self) -> Option<Duration> {
+        const LONGEST_LAST_WINDOW: Duration = Duration::from_millis(250);
+        const SHORTEST_LAST_WINDOW: Duration = Duration::from_millis(10);
+        let left = self.deadline?.saturating_duration_since(Instant::now());
+        if self.squeezed_last_try || left < SHORTEST_LAST_WINDOW * 2 {
+            return None;
+        }
+        self.squeezed_last_try = true;
+        Some(left - (left / 2).min(LONGEST_LAST_WINDOW))
+    }
+
     /// Gives up if `failure` is permanent, the attempts are spent, or waiting `delay` would pass
     /// the deadline.
     pub(crate) fn check_continue(&self, failure: &Failure, delay: Duration) -> Result<(), Error> {
-        if failure.class == ErrorClass::Permanent {
-            let kind = match self.retrier.phase {
+        self.check_continue_quietly(failure, delay)
+            .map_err(|error| self.announce_give_up(error))
+    }
+
+    fn check_continue_quietly(&self, failure: &Failure, delay: Duration) -> Result<(), Error> {
+        let kind = if failure.class == ErrorClass::Permanent {
+            match self.retrier.phase {
                 Phase::Connect => ErrorKind::Connection,
                 _ => ErrorKind::Query,
-            };
-            return Err(self.give_up(kind, Some(failure)));
-        }
-        if self.attempts >= self.retrier.policy.max_attempts {
-            return Err(self.give_up(ErrorKind::RetryExhausted, Some(failure)));
-        }
-        if self.deadline.is_some_and(|d| Instant::now() + delay >= d) {
-            return Err(self.give_up(ErrorKind::Timeout, Some(failure)));
-        }
-        Ok(())
+            }
+        } else if self.attempts >= self.retrier.policy.max_attempts {
+            ErrorKind::RetryExhausted
+        } else if self.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            ErrorKind::Timeout
+        } else {
+            return Ok(());
+        };
+        Err(self.final_error(kind, Some(failure)))
     }
 
     pub(crate) fn announce_retry(&self, failure: &Failure, delay: Duration) {
@@ -171,8 +215,10 @@ impl<'r> Run<'r> {
             class: failure.class,
             error: &*failure.cause,
         };
+        metrics::retry(self.label(), self.phase(), delay);
         tracing::warn!(
             target: "dbretry",
+            pool = self.label(),
             attempt = event.attempt,
             max_attempts = self.retrier.policy.max_attempts,
             delay_ms = millis(delay),
@@ -185,17 +231,27 @@ impl<'r> Run<'r> {
         }
     }
 
-    /// The final error, announced to the log and the give-up hook.
+    /// The final error, announced to the log, the metrics and the give-up hook.
     pub(crate) fn give_up(&self, kind: ErrorKind, failure: Option<&Failure>) -> Error {
-        let error = Error::new(
+        self.announce_give_up(self.final_error(kind, failure))
+    }
+
+    fn final_error(&self, kind: ErrorKind, failure: Option<&Failure>) -> Error {
+        Error::new(
             kind,
             self.attempts,
             self.start.elapsed(),
             failure.map(|f| f.class),
             failure.map(|f| f.cause.clone()),
-        );
+        )
+    }
+
+    fn announce_give_up(&self, error: Error) -> Error {
+        let kind = error.kind();
+        metrics::give_up(self.label(), self.phase(), kind.give_up_reason());
         tracing::error!(
             target: "dbretry",
+            pool = self.label(),
             reason = kind.as_str(),
             attempts = self.attempts,
             elapsed_ms = millis(error.elapsed()),

@@ -123,7 +123,7 @@ async fn permanent_error_while_connecting_is_a_connection_error() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn deadline_stops_retrying_before_a_sleep_would_pass_it() {
+async fn deadline_squeezes_in_one_last_try_instead_of_sleeping_past_it() {
     let policy = RetryPolicy::builder()
         .jitter(false)
         .max_attempts(100)
@@ -133,10 +133,11 @@ async fn deadline_stops_retrying_before_a_sleep_would_pass_it() {
     let (result, tries) = run_failing(&Retrier::new(policy), usize::MAX).await;
     let error = result.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
-    // Tries at 0, 0.1, 0.3, 0.7 s; the next would start at 1.5 s, past the deadline.
-    assert_eq!(tries, [0, 100, 300, 700].map(Duration::from_millis));
-    assert_eq!(error.attempts(), 4);
-    assert_eq!(error.elapsed(), Duration::from_millis(700));
+    // Tries at 0, 0.1, 0.3, 0.7 s; the next would start at 1.5 s, past the deadline, so a
+    // last one is made at 0.85 s (the deadline less half the 0.3 s left).
+    assert_eq!(tries, [0, 100, 300, 700, 850].map(Duration::from_millis));
+    assert_eq!(error.attempts(), 5);
+    assert_eq!(error.elapsed(), Duration::from_millis(850));
 }
 
 #[tokio::test(start_paused = true)]

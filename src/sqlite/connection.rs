@@ -23,7 +23,19 @@ pub enum InteractError {
     Cancelled,
 }
 
+impl crate::Classify for InteractError {
+    /// Permanent: a panic is a bug, and a cancelled task means the runtime is going away.
+    fn classify(&self, _phase: crate::Phase) -> crate::ErrorClass {
+        crate::ErrorClass::Permanent
+    }
+
+    fn breaks_connection(&self) -> bool {
+        true
+    }
+}
+
 impl SqliteConnection {
+    #[cfg_attr(not(feature = "bb8"), allow(dead_code))]
     pub(crate) fn new(conn: rusqlite::Connection) -> Self {
         Self {
             interrupt: Arc::new(conn.get_interrupt_handle()),

@@ -66,7 +66,52 @@ async fn harness_sigstop_makes_connects_hang_until_sigcont() {
     let attempt = timeout(Duration::from_secs(1), connect(&pg.config())).await;
     assert!(attempt.is_err(), "connect should hang while SIGSTOPped");
     pg.sigcont();
-    select_one(&connect(&pg.config()).await.expect("connect after SIGCONT")).await;
+    let client = connect(&pg.config()).await.expect("connect after SIGCONT");
+    select_one(&client).await;
+
+    pg.sigstop_all();
+    let stalled = timeout(Duration::from_millis(500), client.simple_query("SELECT 1")).await;
+    assert!(
+        stalled.is_err(),
+        "sessions should hang while all is stopped"
+    );
+    pg.sigcont_all();
+    select_one(&client).await;
+}
+
+#[tokio::test]
+async fn harness_killed_backend_crash_restarts_the_cluster() {
+    let pg = PgCluster::start().await;
+    let victim = connect(&pg.config()).await.unwrap();
+    let bystander = connect(&pg.config()).await.unwrap();
+    let victim_pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pg.backend_pids().await.len(), 2);
+    pg.kill_backend(victim_pid, "KILL");
+    assert!(victim.simple_query("SELECT 1").await.is_err());
+    // The postmaster then ends every other session and runs crash recovery.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bystander.simple_query("SELECT 1").await.is_ok() {
+        assert!(Instant::now() < deadline, "the bystander session survived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pg.wait_ready().await;
+    select_one(&connect(&pg.config()).await.expect("connect after recovery")).await;
+}
+
+#[tokio::test]
+async fn harness_smart_shutdown_refuses_new_sessions_and_waits_for_old_ones() {
+    let pg = PgCluster::start().await;
+    let client = connect(&pg.config()).await.unwrap();
+    pg.stop_smart_nowait().await;
+    assert_connect_sqlstate(&pg.config(), "57P03").await;
+    select_one(&client).await;
+    assert!(pg.is_running());
+    drop(client);
+    pg.wait_stopped().await;
 }
 
 #[tokio::test]
@@ -104,9 +149,11 @@ async fn harness_proxy_passes_and_refuses() {
         "refused connects never reach the proxy"
     );
 
+    proxy.reset_counts();
     proxy.set_mode(Mode::Pass).await;
-    select_one(&connect(&via_proxy).await.expect("pass again")).await;
-    assert_eq!(proxy.accepted(), 2);
+    let via_url = pg.url_via(proxy.addr());
+    select_one(&connect_url(&via_url).await.expect("pass again")).await;
+    assert_eq!(proxy.accepted(), 1);
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
 mod bb8_postgres;
 mod classify_postgres;
 mod classify_sqlite;
+mod cli;
 mod deadpool_postgres;
 mod drop_in;
 mod harness_selftest;
+mod http_health;
+mod metrics;
 mod sqlite_pools;
 mod support;

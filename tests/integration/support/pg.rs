@@ -251,10 +251,17 @@ impl PgCluster {
         self.pg_ctl_stop("smart", true).await;
     }
 
-    /// Requests a smart shutdown and returns at once: existing sessions keep
-    /// working, new connections get SQLSTATE 57P03 ("shutting down").
+    /// Requests a smart shutdown without waiting for it to finish: existing
+    /// sessions keep working, new connections get SQLSTATE 57P03 ("the
+    /// database system is shutting down"). Returns once the postmaster has
+    /// begun the shutdown (`postmaster.pid` says "stopping"), so the next
+    /// connection attempt is already refused.
     pub async fn stop_smart_nowait(&self) {
         self.pg_ctl_stop("smart", false).await;
+        self.wait_for("the smart shutdown to begin", || async move {
+            !self.is_running() || self.postmaster_status().as_deref() == Some("stopping")
+        })
+        .await;
     }
 
     /// Stops with `pg_ctl stop -m immediate` (like a crash: no checkpoint,
@@ -445,15 +452,16 @@ impl PgCluster {
     /// A fresh superuser connection through the Unix socket (trust auth, not
     /// counted by [`PgCluster::connection_count_seen`]); its connection task
     /// is spawned on the current runtime.
+    ///
+    /// Hangs while the postmaster is SIGSTOPped. There is deliberately no
+    /// tokio timeout here: under a paused test clock it would fire at once.
     pub async fn admin(&self) -> Client {
-        let config = self.admin_config();
-        match tokio::time::timeout(Duration::from_secs(10), connect(&config)).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => panic!(
+        match connect(&self.admin_config()).await {
+            Ok(client) => client,
+            Err(e) => panic!(
                 "{}",
                 self.failure("admin connection", Some(&error_chain(&e)))
             ),
-            Err(_) => panic!("{}", self.failure("admin connection timed out", None)),
         }
     }
 
@@ -534,7 +542,8 @@ impl PgCluster {
         self.run(&format!("pg_ctl stop -m {mode}"), cmd).await;
     }
 
-    /// Polls `check` until it returns true; panics after [`READY_TIMEOUT`].
+    /// Polls `check` until it returns true; panics after [`READY_TIMEOUT`] of
+    /// wall-clock time (a paused tokio clock only makes the polling faster).
     async fn wait_for<F, Fut>(&self, what: &str, mut check: F)
     where
         F: FnMut() -> Fut,
@@ -563,6 +572,13 @@ impl PgCluster {
             .open(self.data.join("postgresql.conf"))
             .and_then(|mut file| file.write_all(text.as_bytes()))
             .unwrap_or_else(|e| panic!("append to postgresql.conf: {e}"));
+    }
+
+    /// The status line of `postmaster.pid` ("starting", "stopping", "ready",
+    /// "standby"), if the file has one.
+    fn postmaster_status(&self) -> Option<String> {
+        let text = fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        Some(text.lines().nth(7)?.trim().to_owned())
     }
 
     /// The pid in `postmaster.pid`, if the file exists.

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -36,7 +37,9 @@ pub enum Mode {
     Reset,
     /// Accept connections but forward nothing in either direction: bytes are
     /// read and dropped, connections stay open. Connections accepted in this
-    /// mode are never connected upstream, so they stay black holes for life.
+    /// mode are never connected upstream, so they stay black holes for life;
+    /// sessions that lost bytes are broken for good even after switching back
+    /// to [`Mode::Pass`], so discard their clients.
     BlackHole,
     /// Delay each forwarded chunk (in both directions) by this long, using
     /// `tokio::time` (so a paused test clock applies).
@@ -232,9 +235,13 @@ fn bind_free_listener() -> (TcpListener, SocketAddr) {
 
 /// A socket bound to `addr` with `SO_REUSEPORT`, so a second socket can hold
 /// the port while the listening one closes (see [`Mode::Refuse`]).
+///
+/// Deliberately without `SO_REUSEADDR`: Linux lets a `SO_REUSEADDR` socket
+/// (such as std's listeners or PostgreSQL's in another test process) bind a
+/// port whose other sockets all have `SO_REUSEADDR` and none listens, so a
+/// held port would look free to them and could be taken.
 fn bind_port(addr: SocketAddr) -> io::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
     socket.set_reuseport(true)?;
     socket.bind(addr)?;
     Ok(socket)
@@ -282,12 +289,26 @@ fn switch_port(port: Port, listen: bool, addr: SocketAddr) -> (Port, io::Result<
         (Port::Listening(listener), false) => match bind_port(addr) {
             // Bind the holder before closing the listener: the port is never free.
             Ok(socket) => {
-                drop(listener);
+                stop_listening(listener);
                 (Port::Held(socket), Ok(()))
             }
             Err(e) => (Port::Listening(listener), Err(e)),
         },
         (port, _) => (port, Ok(())),
+    }
+}
+
+/// Closes `listener` so that new connects are refused at once.
+///
+/// Closing alone is not enough: a child process that another test thread is
+/// spawning holds a copy of every descriptor between its fork and its exec,
+/// so the socket may go on listening for a moment after `close` (connects
+/// then succeed and get reset). `shutdown(SHUT_RD)` on a listening socket
+/// stops it listening right away on Linux, whoever else holds it.
+fn stop_listening(listener: TcpListener) {
+    if let Ok(listener) = listener.into_std() {
+        let socket = std::net::TcpStream::from(OwnedFd::from(listener));
+        let _ = socket.shutdown(Shutdown::Read);
     }
 }
 
