@@ -10,3 +10,7 @@ pub(crate) use self::classify::hint_for_sqlstate;
 pub use self::connect::MakeTls;
 #[cfg(pools)]
 pub(crate) use self::connect::PgConnector;
+
+#[cfg(feature = "tls-rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls-rustls")))]
+pub mod tls;

@@ -9,3 +9,5 @@ mod http_health;
 mod metrics;
 mod sqlite_pools;
 mod support;
+#[cfg(feature = "tls-rustls")]
+mod tls;

@@ -766,7 +766,7 @@ fn prepare_owned_dir(dir: &Path) {
 }
 
 /// As root, gives `path` to [`PG_OS_USER`]; does nothing otherwise.
-fn chown_to_pg_user(path: &Path) {
+pub fn chown_to_pg_user(path: &Path) {
     if is_root() {
         run_sync(
             Command::new("chown")
