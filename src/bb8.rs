@@ -11,16 +11,20 @@
 //!   the pool's agree;
 //! * [`Pool::get`] returns [`dbretry::Error`](crate::Error): a permanent connect error (wrong
 //!   password, no such database) at once, with its SQLSTATE, and on time-out the last real
-//!   connect error instead of a bare `TimedOut`.
+//!   connect error instead of a bare `TimedOut`;
+//! * callers are served first come, first served: bb8 wakes waiters unfairly, which after an
+//!   outage leaves some callers waiting seconds while others are served again and again.
 //!
 //! Everything else is bb8's own pool, reachable through `Deref`. If you keep a plain
 //! `bb8::Pool` instead (call sites unchanged, `TimedOut` errors), set `retry_connection(false)`
 //! yourself and read the cause from the manager's [`Diagnostics`].
 
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
-use bb8::{ManageConnection, PooledConnection, RunError};
+use bb8::{ManageConnection, RunError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::ErrorKind;
@@ -41,6 +45,42 @@ pub trait RetryingManager: ManageConnection<Error = Error> {
 pub struct Pool<M: RetryingManager> {
     inner: bb8::Pool<M>,
     diagnostics: Diagnostics,
+    /// Admits at most `max_size` callers into bb8 at a time, first come first served: bb8's
+    /// own wake-ups are unfair under contention, so after an outage some callers would wait
+    /// seconds while others are served again and again.
+    turns: Arc<Semaphore>,
+}
+
+/// A connection checked out of a [`Pool`]; derefs to the manager's connection and returns it
+/// to the pool when dropped.
+pub struct PooledConnection<'a, M: ManageConnection> {
+    connection: bb8::PooledConnection<'a, M>,
+    _turn: OwnedSemaphorePermit,
+}
+
+impl<M: ManageConnection> Deref for PooledConnection<'_, M> {
+    type Target = M::Connection;
+
+    fn deref(&self) -> &M::Connection {
+        &self.connection
+    }
+}
+
+impl<M: ManageConnection> DerefMut for PooledConnection<'_, M> {
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        &mut self.connection
+    }
+}
+
+impl<M: ManageConnection> fmt::Debug for PooledConnection<'_, M>
+where
+    M::Connection: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PooledConnection")
+            .field(&*self.connection)
+            .finish()
+    }
 }
 
 impl<M: RetryingManager> Pool<M> {
@@ -56,8 +96,10 @@ impl<M: RetryingManager> Pool<M> {
         if let Some(budget) = manager.policy().max_elapsed() {
             builder = builder.connection_timeout(budget);
         }
+        let inner = builder.build(manager).await?;
         Ok(Self {
-            inner: builder.build(manager).await?,
+            turns: Arc::new(Semaphore::new(inner.config().max_size as usize)),
+            inner,
             diagnostics,
         })
     }
@@ -71,12 +113,25 @@ impl<M: RetryingManager> Pool<M> {
     /// [`ErrorKind::RetryExhausted`] or [`ErrorKind::Timeout`] with the last cause otherwise.
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
         let start = Instant::now();
+        let deadline = start + self.inner.config().connection_timeout;
         let mut give_ups = self.diagnostics.0.subscribe_give_ups();
+        let checkout = async {
+            let turn =
+                match tokio::time::timeout_at(deadline, self.turns.clone().acquire_owned()).await {
+                    Ok(Ok(turn)) => turn,
+                    _ => return Err(self.timed_out(start)),
+                };
+            match self.inner.get().await {
+                Ok(connection) => Ok(PooledConnection {
+                    connection,
+                    _turn: turn,
+                }),
+                Err(RunError::User(error)) => Err(error),
+                Err(RunError::TimedOut) => Err(self.timed_out(start)),
+            }
+        };
         tokio::select! {
-            result = self.inner.get() => result.map_err(|error| match error {
-                RunError::User(error) => error,
-                RunError::TimedOut => self.timed_out(start),
-            }),
+            result = checkout => result,
             Ok(()) = give_ups.changed() => {
                 let gave_up = give_ups.borrow_and_update().clone();
                 Err(gave_up.unwrap_or_else(|| self.timed_out(start)))
@@ -119,6 +174,7 @@ impl<M: RetryingManager> Clone for Pool<M> {
         Self {
             inner: self.inner.clone(),
             diagnostics: self.diagnostics.clone(),
+            turns: self.turns.clone(),
         }
     }
 }

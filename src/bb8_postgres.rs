@@ -150,7 +150,11 @@ impl<Tls: MakeTls> bb8::ManageConnection for PostgresConnectionManager<Tls> {
     }
 
     fn has_broken(&self, client: &mut Client) -> bool {
-        client.is_closed()
+        let broken = client.is_closed();
+        if broken {
+            self.reconnector.events().connection_lost();
+        }
+        broken
     }
 }
 

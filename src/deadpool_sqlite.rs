@@ -218,7 +218,8 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<Self::Type, Error> {
-        self.reconnector.connect(&self.opener).await
+        // Boxed so that every `get()` future stays small (see the PostgreSQL manager).
+        Box::pin(self.reconnector.connect(&self.opener)).await
     }
 
     /// Discards a connection whose mutex was poisoned by a panic, rolls back a transaction

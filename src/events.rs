@@ -4,7 +4,7 @@
 #![cfg_attr(not(pools), allow(dead_code))]
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::SystemTime;
@@ -69,6 +69,9 @@ impl RecordedError {
 pub(crate) struct PoolEvents {
     name: Arc<str>,
     connects_succeeded: AtomicU64,
+    /// Set when a pooled connection is found dead; the next connect checks the database with
+    /// one probe before the pool reconnects in bulk.
+    connection_lost: AtomicBool,
     connects_failed_transient: AtomicU64,
     connects_failed_permanent: AtomicU64,
     last_connect_failure: Mutex<Option<RecordedError>>,
@@ -83,6 +86,7 @@ impl PoolEvents {
         Self {
             name: Arc::from(name),
             connects_succeeded: AtomicU64::new(0),
+            connection_lost: AtomicBool::new(false),
             connects_failed_transient: AtomicU64::new(0),
             connects_failed_permanent: AtomicU64::new(0),
             last_connect_failure: Mutex::new(None),
@@ -97,8 +101,19 @@ impl PoolEvents {
     }
 
     pub(crate) fn recycle_failed(&self, why: &dyn fmt::Display) {
+        self.connection_lost();
         tracing::warn!(target: "dbretry", pool = self.name(), reason = %why, "discarding a pooled connection that failed its check");
         metrics::recycle_failed(&self.name);
+    }
+
+    /// A pooled connection was found dead (closed by the server, cut by the network).
+    pub(crate) fn connection_lost(&self) {
+        self.connection_lost.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a connection was lost since the last call.
+    pub(crate) fn take_connection_lost(&self) -> bool {
+        self.connection_lost.swap(false, Ordering::Relaxed)
     }
 
     pub(crate) fn connect_succeeded(&self) {
@@ -123,6 +138,9 @@ impl PoolEvents {
     /// logged and recorded, since no caller may be there to see it.
     pub(crate) fn connection_closed_with<E: OperationError>(&self, error: E) {
         let recorded = RecordedError::new(error, Phase::Operation);
+        if recorded.class == ErrorClass::Transient {
+            self.connection_lost();
+        }
         metrics::connection_closed(&self.name, recorded.class.as_str());
         tracing::warn!(
             target: "dbretry",

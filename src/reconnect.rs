@@ -42,6 +42,17 @@ pub(crate) trait ConnectOnce: Send + Sync + 'static {
     fn connect_once(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
 }
 
+/// Why the pool is checking the database before reconnecting.
+#[derive(Debug, thiserror::Error)]
+#[error("a pooled connection was lost; checking that the database answers before reconnecting")]
+struct ConnectionLost;
+
+impl crate::Classify for ConnectionLost {
+    fn classify(&self, _phase: Phase) -> ErrorClass {
+        ErrorClass::Transient
+    }
+}
+
 /// Connects through the shared reconnect, under a retry policy.
 #[derive(Debug)]
 pub(crate) struct Reconnector {
@@ -157,6 +168,7 @@ impl Reconnector {
                 (!state.down).then_some(()).ok_or(state.generation)
             };
             match seen {
+                Ok(()) if self.events.take_connection_lost() => self.suspect_down(),
                 Ok(()) => match self.attempt(&mut run, backend).await {
                     Attempt::Succeeded(connection) => return Ok(connection),
                     Attempt::Failed(failure) => {
@@ -293,6 +305,24 @@ impl Reconnector {
     fn give_up_waiting(&self, run: &Run<'_>, kind: ErrorKind) -> Error {
         let last = self.lock().last_failure.clone();
         run.give_up(kind, last.as_ref().map(|(_, failure)| failure))
+    }
+
+    /// A pooled connection died: rather than every caller reconnecting at once (into a server
+    /// that may be restarting), the pool counts as down with a probe due now — one caller
+    /// checks, the others wait for its answer.
+    fn suspect_down(&self) {
+        let mut state = self.lock();
+        if state.down {
+            return;
+        }
+        state.down = true;
+        state.generation += 1;
+        state.last_failure = Some((
+            state.generation,
+            Failure::new(ConnectionLost, Phase::Connect),
+        ));
+        state.schedule.reset();
+        state.next_probe_at = Instant::now();
     }
 
     /// A concurrent (non-probe) attempt failed: the first transient failure marks the pool down

@@ -181,7 +181,9 @@ impl managed::Manager for Manager {
     type Error = Error;
 
     async fn create(&self) -> Result<ClientWrapper, Error> {
-        let (client, task) = self.reconnector.connect(&self.connector).await?;
+        // Boxed: the reconnect future is large, and deadpool embeds `create` in every `get()`
+        // future, so unboxed it would slow down every checkout, not just the rare create.
+        let (client, task) = Box::pin(self.reconnector.connect(&self.connector)).await?;
         let wrapper = ClientWrapper::new(client, task);
         self.statement_caches.attach(&wrapper.statement_cache);
         Ok(wrapper)
@@ -201,7 +203,7 @@ impl managed::Manager for Manager {
             return Ok(());
         };
         let bound = self.reconnector.attempt_timeout();
-        Error::check(bound, client.simple_query(sql))
+        Box::pin(Error::check(bound, client.simple_query(sql)))
             .await
             .map(drop)
             .map_err(|error| {

@@ -240,6 +240,25 @@ impl PgCluster {
         }
     }
 
+    /// Starts the server without waiting and returns the moment `postmaster.pid` first says
+    /// `ready` (polled every millisecond): when the server began accepting connections. For
+    /// measuring how soon clients notice.
+    pub async fn start_server_timing_ready(&self) -> Instant {
+        if let Err(message) = self.try_pg_ctl_start(false).await {
+            panic!("{message}");
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.postmaster_status().as_deref() != Some("ready") {
+            assert!(
+                Instant::now() < deadline,
+                "{}",
+                self.failure("timed out waiting for ready", None)
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Instant::now()
+    }
+
     /// Stops with `pg_ctl stop -m fast` (sessions are terminated) and waits.
     pub async fn stop_fast(&self) {
         self.pg_ctl_stop("fast", true).await;
