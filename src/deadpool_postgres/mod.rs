@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod statement_caches;
 
 use std::fmt;
@@ -34,7 +35,8 @@ use std::sync::Arc;
 use deadpool::managed;
 pub use deadpool::managed::reexports::*;
 pub use deadpool_postgres::{
-    ClientWrapper, ManagerConfig, RecyclingMethod, StatementCache, Transaction, TransactionBuilder,
+    ChannelBinding, ClientWrapper, LoadBalanceHosts, ManagerConfig, RecyclingMethod, SslMode,
+    StatementCache, TargetSessionAttrs, Transaction, TransactionBuilder,
 };
 pub use tokio_postgres;
 
@@ -43,6 +45,7 @@ use crate::postgres::{MakeTls, PgConnector};
 use crate::reconnect::Reconnector;
 use crate::{CircuitBreaker, ConfigError, Diagnostics, Error, Retrier, RetryPolicy};
 
+pub use self::config::Config;
 pub use self::statement_caches::StatementCaches;
 
 deadpool::managed_reexports!(

@@ -157,3 +157,38 @@ async fn bb8_postgres_call_sites_run_unchanged_on_the_dbretry_manager() {
         .unwrap();
     assert_eq!(on_bb8_postgres::count_users(&theirs).await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn deadpool_postgres_config_code_runs_unchanged_and_applies_every_setting() {
+    let pg = PgCluster::start().await;
+    // As written for deadpool_postgres::Config, with only the import changed.
+    use dbretry::deadpool_postgres::{Config, Runtime, TargetSessionAttrs};
+    let mut cfg = Config::new();
+    cfg.url = Some(pg.url());
+    cfg.target_session_attrs = Some(TargetSessionAttrs::ReadWrite);
+    let pool = cfg
+        .create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls)
+        .unwrap();
+    let client = pool.get().await.unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    // deadpool-postgres 0.14 drops target_session_attrs; dbretry applies it.
+    assert_eq!(
+        cfg.get_pg_config().unwrap().get_target_session_attrs(),
+        tokio_postgres::config::TargetSessionAttrs::ReadWrite
+    );
+    let theirs = cfg.postgres.get_pg_config().unwrap();
+    assert_eq!(
+        theirs.get_target_session_attrs(),
+        tokio_postgres::config::TargetSessionAttrs::Any
+    );
+    let invalid = Config {
+        postgres: deadpool_postgres::Config {
+            url: Some("postgres://u:hunter2@h/db?sslmode=bogus".into()),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let error = invalid.get_pg_config().unwrap_err().to_string();
+    assert!(error.starts_with("invalid `url` = (not shown)"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
+}
