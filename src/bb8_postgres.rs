@@ -38,9 +38,10 @@ pub use bb8;
 pub use tokio_postgres;
 
 use crate::bb8::RetryingManager;
+use crate::connect_settings::{ConnectSettings, connect_settings_methods};
 use crate::postgres::{MakeTls, PgConnector};
 use crate::reconnect::Reconnector;
-use crate::{CircuitBreaker, Diagnostics, Error, Retrier, RetryPolicy};
+use crate::{Diagnostics, Error, RetryPolicy};
 
 /// A `bb8::ManageConnection` for tokio-postgres clients that retries transient connect
 /// failures; see the [module docs](self).
@@ -72,8 +73,7 @@ impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
         ManagerBuilder {
             config,
             tls,
-            retrier: Retrier::new(RetryPolicy::default()),
-            circuit_breaker: None,
+            settings: ConnectSettings::default(),
         }
     }
 
@@ -88,41 +88,15 @@ impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
 pub struct ManagerBuilder<Tls> {
     config: Config,
     tls: Tls,
-    retrier: Retrier,
-    circuit_breaker: Option<CircuitBreaker>,
+    settings: ConnectSettings,
 }
 
 impl<Tls: MakeTls> ManagerBuilder<Tls> {
-    /// The retry policy for connecting. Default: [`RetryPolicy::default`]; each attempt is
-    /// bounded by its `attempt_timeout`, or [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT).
-    pub fn policy(mut self, policy: RetryPolicy) -> Self {
-        self.retrier = self.retrier.with_policy(policy);
-        self
-    }
-
-    /// A [`Retrier`] with hooks (and a name) to connect with; replaces the policy and name set
-    /// so far.
-    pub fn retrier(mut self, retrier: Retrier) -> Self {
-        self.retrier = retrier;
-        self
-    }
-
-    /// The pool's name: the `pool` label of its metrics and log events. Default `default`.
-    pub fn name(mut self, name: impl AsRef<str>) -> Self {
-        self.retrier = self.retrier.name(name);
-        self
-    }
-
-    /// Fail fast for a while after repeated connect failures; see [`CircuitBreaker`]. Default:
-    /// no breaker.
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.circuit_breaker = Some(breaker);
-        self
-    }
+    connect_settings_methods!();
 
     /// Builds the manager.
     pub fn build(self) -> PostgresConnectionManager<Tls> {
-        let reconnector = Reconnector::new(self.retrier, self.circuit_breaker);
+        let reconnector = self.settings.into_reconnector();
         PostgresConnectionManager {
             connector: PgConnector::new(self.config, self.tls, reconnector.events().clone()),
             reconnector,

@@ -21,9 +21,10 @@ use std::sync::Arc;
 pub use rusqlite;
 
 use crate::bb8::RetryingManager;
+use crate::connect_settings::{ConnectSettings, connect_settings_methods};
 use crate::reconnect::{ConnectOnce, Reconnector};
 use crate::sqlite::{SqliteConnection, SqliteOptions};
-use crate::{CircuitBreaker, Diagnostics, Error, Retrier, RetryPolicy};
+use crate::{Diagnostics, Error, RetryPolicy};
 
 /// A `bb8::ManageConnection` for SQLite; see the [module docs](self).
 pub struct SqliteConnectionManager {
@@ -49,24 +50,34 @@ impl ConnectOnce for Opener {
 impl SqliteConnectionManager {
     /// A manager with the default [`RetryPolicy`].
     pub fn new(options: SqliteOptions) -> Self {
-        Self::with_retrier(options, Retrier::new(RetryPolicy::default()))
+        Self::builder(options).build()
     }
 
-    /// A manager opening connections under `retrier` (its policy, hooks and name).
-    pub fn with_retrier(options: SqliteOptions, retrier: Retrier) -> Self {
-        Self::with_circuit_breaker(options, retrier, None)
+    /// Starts a builder for a manager opening connections with `options`.
+    pub fn builder(options: SqliteOptions) -> ManagerBuilder {
+        ManagerBuilder {
+            options,
+            settings: ConnectSettings::default(),
+        }
     }
+}
 
-    /// A manager opening connections under `retrier`, failing fast for a while after repeated
-    /// failures if `breaker` is given.
-    pub fn with_circuit_breaker(
-        options: SqliteOptions,
-        retrier: Retrier,
-        breaker: Option<CircuitBreaker>,
-    ) -> Self {
-        Self {
-            opener: Opener(Arc::new(options)),
-            reconnector: Reconnector::new(retrier, breaker),
+/// Builds a [`SqliteConnectionManager`].
+#[derive(Debug)]
+#[must_use = "call `build()` to get the manager"]
+pub struct ManagerBuilder {
+    options: SqliteOptions,
+    settings: ConnectSettings,
+}
+
+impl ManagerBuilder {
+    connect_settings_methods!();
+
+    /// Builds the manager.
+    pub fn build(self) -> SqliteConnectionManager {
+        SqliteConnectionManager {
+            opener: Opener(Arc::new(self.options)),
+            reconnector: self.settings.into_reconnector(),
         }
     }
 }

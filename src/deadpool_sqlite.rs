@@ -33,9 +33,10 @@ pub use deadpool_sync::{InteractError, SyncWrapper};
 pub use rusqlite;
 use serde::{Deserialize, Serialize};
 
+use crate::connect_settings::{ConnectSettings, connect_settings_methods};
 use crate::reconnect::{ConnectOnce, Reconnector};
 use crate::sqlite::SqliteOptions;
-use crate::{CircuitBreaker, ConfigError, Diagnostics, Error, Retrier, RetryConfig, RetryPolicy};
+use crate::{ConfigError, Diagnostics, Error, RetryConfig};
 
 deadpool::managed_reexports!(
     "dbretry",
@@ -143,8 +144,7 @@ impl Manager {
         ManagerBuilder {
             options,
             runtime: Runtime::Tokio1,
-            retrier: Retrier::new(RetryPolicy::default()),
-            circuit_breaker: None,
+            settings: ConnectSettings::default(),
         }
     }
 
@@ -164,36 +164,11 @@ impl Manager {
 pub struct ManagerBuilder {
     options: SqliteOptions,
     runtime: Runtime,
-    retrier: Retrier,
-    circuit_breaker: Option<CircuitBreaker>,
+    settings: ConnectSettings,
 }
 
 impl ManagerBuilder {
-    /// The retry policy for opening connections. Default: [`RetryPolicy::default`].
-    pub fn policy(mut self, policy: RetryPolicy) -> Self {
-        self.retrier = self.retrier.with_policy(policy);
-        self
-    }
-
-    /// A [`Retrier`] with hooks (and a name) to open connections with; replaces the policy
-    /// and name set so far.
-    pub fn retrier(mut self, retrier: Retrier) -> Self {
-        self.retrier = retrier;
-        self
-    }
-
-    /// The pool's name: the `pool` label of its metrics and log events. Default `default`.
-    pub fn name(mut self, name: impl AsRef<str>) -> Self {
-        self.retrier = self.retrier.name(name);
-        self
-    }
-
-    /// Fail fast for a while after repeated connect failures; see [`CircuitBreaker`]. Default:
-    /// no breaker.
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.circuit_breaker = Some(breaker);
-        self
-    }
+    connect_settings_methods!();
 
     /// The runtime blocking SQLite calls run on. Default: `Runtime::Tokio1`.
     pub fn runtime(mut self, runtime: Runtime) -> Self {
@@ -208,7 +183,7 @@ impl ManagerBuilder {
                 options: Arc::new(self.options),
                 runtime: self.runtime,
             },
-            reconnector: Reconnector::new(self.retrier, self.circuit_breaker),
+            reconnector: self.settings.into_reconnector(),
         }
     }
 }

@@ -13,6 +13,7 @@
 mod circuit;
 mod classify;
 mod config_error;
+mod connect_settings;
 mod error;
 mod events;
 pub mod health;

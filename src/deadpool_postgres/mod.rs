@@ -40,10 +40,11 @@ pub use deadpool_postgres::{
 };
 pub use tokio_postgres;
 
+use crate::connect_settings::{ConnectSettings, connect_settings_methods};
 use crate::events::PoolEvents;
 use crate::postgres::{MakeTls, PgConnector};
 use crate::reconnect::Reconnector;
-use crate::{CircuitBreaker, ConfigError, Diagnostics, Error, Retrier, RetryPolicy};
+use crate::{ConfigError, Diagnostics, Error};
 
 pub use self::config::Config;
 pub use self::statement_caches::StatementCaches;
@@ -92,8 +93,7 @@ impl Manager {
             pg_config,
             tls: Box::new(move |config, events| PgConnector::new(config, tls, events)),
             config: ManagerConfig::default(),
-            retrier: Retrier::new(RetryPolicy::default()),
-            circuit_breaker: None,
+            settings: ConnectSettings::default(),
         }
     }
 
@@ -122,38 +122,11 @@ pub struct ManagerBuilder {
     pg_config: tokio_postgres::Config,
     tls: MakeConnector,
     config: ManagerConfig,
-    retrier: Retrier,
-    circuit_breaker: Option<CircuitBreaker>,
+    settings: ConnectSettings,
 }
 
 impl ManagerBuilder {
-    /// The retry policy for connecting. Default: [`RetryPolicy::default`]. Each attempt is
-    /// bounded by the policy's `attempt_timeout`, or by
-    /// [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT) if it sets none.
-    pub fn policy(mut self, policy: RetryPolicy) -> Self {
-        self.retrier = self.retrier.with_policy(policy);
-        self
-    }
-
-    /// A [`Retrier`] with hooks (and a name) to connect with; replaces the policy and name set
-    /// so far.
-    pub fn retrier(mut self, retrier: Retrier) -> Self {
-        self.retrier = retrier;
-        self
-    }
-
-    /// The pool's name: the `pool` label of its metrics and log events. Default `default`.
-    pub fn name(mut self, name: impl AsRef<str>) -> Self {
-        self.retrier = self.retrier.name(name);
-        self
-    }
-
-    /// Fail fast for a while after repeated connect failures; see [`CircuitBreaker`]. Default:
-    /// no breaker.
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.circuit_breaker = Some(breaker);
-        self
-    }
+    connect_settings_methods!();
 
     /// How connections are checked before reuse. Default: [`RecyclingMethod::Fast`].
     pub fn recycling_method(mut self, method: RecyclingMethod) -> Self {
@@ -169,7 +142,7 @@ impl ManagerBuilder {
 
     /// Builds the manager.
     pub fn build(self) -> Manager {
-        let reconnector = Reconnector::new(self.retrier, self.circuit_breaker);
+        let reconnector = self.settings.into_reconnector();
         Manager {
             config: self.config,
             connector: (self.tls)(self.pg_config, reconnector.events().clone()),
@@ -235,7 +208,7 @@ impl fmt::Debug for ManagerBuilder {
         f.debug_struct("ManagerBuilder")
             .field("pg_config", &self.pg_config)
             .field("config", &self.config)
-            .field("retrier", &self.retrier)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }

@@ -1,7 +1,5 @@
 //! The bb8 manager for PostgreSQL against real servers.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dbretry::bb8::Pool;
@@ -10,6 +8,7 @@ use dbretry::{ErrorKind, RetryPolicy};
 use tokio_postgres::NoTls;
 
 use crate::deadpool_postgres::pool_policy;
+use crate::load::{Load, Step};
 use crate::support::{self, PgCluster};
 
 type Manager = PostgresConnectionManager<NoTls>;
@@ -129,49 +128,28 @@ async fn every_caller_fails_at_its_deadline_with_the_last_real_cause_when_the_se
 async fn a_fast_restart_under_load_gives_no_get_error_and_no_dead_connection_afterwards() {
     let pg = PgCluster::start().await;
     let pool = pool(pg.config(), pool_policy(Duration::from_secs(20)), 10).await;
-    let get_errors = Arc::new(AtomicUsize::new(0));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let workers: Vec<_> = (0..32)
-        .map(|_| {
-            let (pool, get_errors, ok, stop) =
-                (pool.clone(), get_errors.clone(), ok.clone(), stop.clone());
-            tokio::spawn(async move {
-                let stopped = stop.notified();
-                tokio::pin!(stopped);
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => return,
-                        result = pool.get() => match result {
-                            Ok(client) => {
-                                if client.simple_query("SELECT 1").await.is_ok() {
-                                    ok.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            Err(_) => {
-                                get_errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        },
-                    }
+    let load = Load::start(32, {
+        let pool = pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move {
+                match pool.get().await {
+                    Ok(client) if client.simple_query("SELECT 1").await.is_ok() => Step::Ok,
+                    Ok(_) => Step::QueryFailed,
+                    Err(_) => Step::GetFailed,
                 }
-            })
-        })
-        .collect();
+            }
+        }
+    });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let old_postmaster = pg.postmaster_pid();
     pg.restart_fast().await;
     assert_ne!(pg.postmaster_pid(), old_postmaster, "the server restarted");
-    let ok_at_restart = ok.load(Ordering::Relaxed);
+    let ok_at_restart = load.ok();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.notify_waiters();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    assert_eq!(get_errors.load(Ordering::Relaxed), 0);
-    assert!(
-        ok.load(Ordering::Relaxed) > ok_at_restart,
-        "work resumed after the restart"
-    );
+    let (ok, get_errors) = load.stop().await;
+    assert_eq!(get_errors, 0);
+    assert!(ok > ok_at_restart, "work resumed after the restart");
     for _ in 0..20 {
         let client = pool.get().await.unwrap();
         client

@@ -6,6 +6,7 @@ mod deadpool_postgres;
 mod drop_in;
 mod harness_selftest;
 mod http_health;
+mod load;
 mod metrics;
 mod sqlite_pools;
 mod support;
