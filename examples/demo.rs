@@ -17,14 +17,20 @@ use std::time::{Duration, Instant};
 use dbretry::health::check_detailed;
 use dbretry::sqlite::SqliteOptions;
 use dbretry::{Retrier, RetryConfig, RetryEvent, RetryPolicy, deadpool_postgres, deadpool_sqlite};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rusqlite::Connection;
 
 const OUTAGE: Duration = Duration::from_millis(600);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let prometheus = PrometheusBuilder::new()
+        // Histograms, not summaries: Prometheus can aggregate them across replicas.
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .install_recorder()?;
     // Short steps so the demo is quick; DB_RETRY_* variables override any of this.
     let policy = RetryPolicy::builder()
         .max_attempts(20)

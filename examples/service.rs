@@ -2,7 +2,7 @@
 //! `/metrics` route. SQLite by default; PostgreSQL when `DATABASE_URL=postgres://…`.
 //!
 //! ```text
-//! cargo run --example service --features axum,metrics      # listens on 127.0.0.1:8080
+//! cargo run --example service --features axum      # listens on 127.0.0.1:8080
 //! curl -i localhost:8080/api/health/database/?details=true
 //! curl localhost:8080/api/health/live
 //! curl localhost:8080/visits
@@ -19,7 +19,7 @@ use axum::routing::get;
 use dbretry::health::HealthRegistry;
 use dbretry::http::HealthRoutes;
 use dbretry::{RetryConfig, RetryPolicy, deadpool_postgres, deadpool_sqlite};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 #[derive(Clone)]
 enum Pool {
@@ -29,7 +29,13 @@ enum Pool {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let prometheus = PrometheusBuilder::new()
+        // Histograms, not summaries: Prometheus can aggregate them across replicas.
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".into()),
+            &[0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .install_recorder()?;
     dbretry::metrics::describe();
 
     // Callers wait out an outage of up to 10 s; the pool probes at most every 250 ms.
