@@ -104,9 +104,10 @@ impl<M: RetryingManager> Pool<M> {
         })
     }
 
-    /// Like `bb8::Pool::get`, with real errors: a connect that gave up (permanent error,
-    /// attempts or deadline spent) ends the wait at once with that error; a time-out carries
-    /// the last connect error as its cause.
+    /// Like `bb8::Pool::get`, with real errors and one deadline (the pool's
+    /// `connection_timeout`, counted from the call): a permanent connect error (or an open
+    /// circuit) ends the wait at once with that error, as does a connect made for this wait
+    /// that spent its budget; a time-out carries the last connect error as its cause.
     ///
     /// # Errors
     /// [`ErrorKind::Connection`] with the SQLSTATE for a permanent failure,
@@ -121,21 +122,30 @@ impl<M: RetryingManager> Pool<M> {
                     Ok(Ok(turn)) => turn,
                     _ => return Err(self.timed_out(start)),
                 };
-            match self.inner.get().await {
-                Ok(connection) => Ok(PooledConnection {
+            // bb8's own `connection_timeout` would start over here, after the wait for a turn.
+            match tokio::time::timeout_at(deadline, self.inner.get()).await {
+                Ok(Ok(connection)) => Ok(PooledConnection {
                     connection,
                     _turn: turn,
                 }),
-                Err(RunError::User(error)) => Err(error),
-                Err(RunError::TimedOut) => Err(self.timed_out(start)),
+                Ok(Err(RunError::User(error))) => Err(error),
+                Ok(Err(RunError::TimedOut)) | Err(_) => Err(self.timed_out(start)),
+            }
+        };
+        let gave_up = async {
+            loop {
+                if give_ups.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                let gave_up = give_ups.borrow_and_update().clone();
+                if let Some(error) = gave_up.filter(|error| ends_wait_begun_at(error, start)) {
+                    return error;
+                }
             }
         };
         tokio::select! {
             result = checkout => result,
-            Ok(()) = give_ups.changed() => {
-                let gave_up = give_ups.borrow_and_update().clone();
-                Err(gave_up.unwrap_or_else(|| self.timed_out(start)))
-            }
+            error = gave_up => Err(error),
         }
     }
 
@@ -158,6 +168,16 @@ impl<M: RetryingManager> Pool<M> {
             last.as_ref().map(|e| e.class),
             last.map(|e| e.error),
         )
+    }
+}
+
+/// Whether a connect's give-up ends a `get()` that began at `start`: a permanent error or an
+/// open circuit would end any connect; a spent budget only one that began after `start` — a
+/// connect left running by an earlier, abandoned `get()` was spending an older budget.
+fn ends_wait_begun_at(error: &Error, start: Instant) -> bool {
+    match error.kind() {
+        ErrorKind::Timeout | ErrorKind::RetryExhausted => error.elapsed() <= start.elapsed(),
+        _ => true,
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Config {
     pub path: PathBuf,
     /// Pool settings (size, timeouts, queue mode). Default: deadpool's.
     pub pool: Option<PoolConfig>,
-    /// Retry settings. Default: [`RetryPolicy::default`].
+    /// Retry settings. Default: [`RetryPolicy::default`](crate::RetryPolicy::default).
     pub retry: Option<RetryConfig>,
     /// Seconds a statement waits on another connection's lock. Default 5 (rusqlite's).
     pub busy_timeout: Option<f64>,
@@ -110,7 +110,7 @@ impl Config {
 }
 
 /// Opens and recycles SQLite connections for a deadpool [`Pool`], retrying transient failures
-/// (a lock held while switching to WAL, I/O errors) under a [`RetryPolicy`].
+/// (a lock held while switching to WAL, I/O errors) under a [`RetryPolicy`](crate::RetryPolicy).
 pub struct Manager {
     opener: Opener,
     reconnector: Reconnector,

@@ -30,7 +30,7 @@ pub struct RecordedError {
 impl fmt::Debug for RecordedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecordedError")
-            .field("error", &self.error.to_string())
+            .field("error", &ErrorChain(&*self.error).to_string())
             .field("class", &self.class)
             .field("at", &self.at)
             .finish()

@@ -61,7 +61,7 @@ deadpool::managed_reexports!(
 pub type Client = Object;
 
 /// Creates and recycles PostgreSQL connections for a deadpool [`Pool`], retrying transient
-/// connect failures under a [`RetryPolicy`] with one shared reconnect effort per pool.
+/// connect failures under a [`RetryPolicy`](crate::RetryPolicy) with one shared reconnect effort per pool.
 pub struct Manager {
     config: ManagerConfig,
     connector: PgConnector,
@@ -71,13 +71,13 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// A manager with the default [`RetryPolicy`] and [`ManagerConfig`]: the same signature as
+    /// A manager with the default [`RetryPolicy`](crate::RetryPolicy) and [`ManagerConfig`]: the same signature as
     /// `deadpool_postgres::Manager::new`.
     pub fn new<T: MakeTls>(pg_config: tokio_postgres::Config, tls: T) -> Self {
         Self::builder(pg_config, tls).build()
     }
 
-    /// A manager with the default [`RetryPolicy`]: the same signature as
+    /// A manager with the default [`RetryPolicy`](crate::RetryPolicy): the same signature as
     /// `deadpool_postgres::Manager::from_config`.
     pub fn from_config<T: MakeTls>(
         pg_config: tokio_postgres::Config,

@@ -4,6 +4,7 @@ mod classify_sqlite;
 mod cli;
 mod deadpool_postgres;
 mod drop_in;
+mod fault_matrix;
 mod harness_selftest;
 mod http_health;
 mod load;
