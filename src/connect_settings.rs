@@ -1,7 +1,7 @@
 //! What every manager builder sets alike: the retry policy (and hooks), the pool's name and
 //! an optional circuit breaker.
 
-#![cfg_attr(not(pools), allow(dead_code, unused_macros))]
+#![cfg_attr(not(pools), allow(dead_code, unused_macros, unused_imports))]
 
 use crate::reconnect::Reconnector;
 use crate::{CircuitBreaker, Retrier, RetryPolicy};
