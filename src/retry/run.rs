@@ -161,8 +161,11 @@ impl<'r> Run<'r> {
     pub(crate) async fn settle(&mut self, failure: Failure, delay: Duration) -> Result<(), Error> {
         let delay = match self.check_continue_quietly(&failure, delay) {
             Ok(()) => delay,
-            Err(error) => match self.last_try_before_deadline() {
-                Some(shorter) if error.kind() == ErrorKind::Timeout => shorter,
+            Err(error) => match error.kind() {
+                ErrorKind::Timeout => match self.last_try_before_deadline() {
+                    Some(shorter) => shorter,
+                    None => return Err(self.announce_give_up(error)),
+                },
                 _ => return Err(self.announce_give_up(error)),
             },
         };
@@ -199,7 +202,10 @@ impl<'r> Run<'r> {
             }
         } else if self.attempts >= self.retrier.policy.max_attempts {
             ErrorKind::RetryExhausted
-        } else if self.deadline.is_some_and(|d| Instant::now() + delay >= d) {
+        } else if self
+            .deadline
+            .is_some_and(|d| Instant::now() + delay + TIMER_GRANULARITY >= d)
+        {
             ErrorKind::Timeout
         } else {
             return Ok(());
@@ -264,6 +270,10 @@ impl<'r> Run<'r> {
         error
     }
 }
+
+/// tokio's timers round a sleep up to the next millisecond: a try planned just before the
+/// deadline could otherwise start at it, with no time left.
+const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
