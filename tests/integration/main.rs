@@ -1,4 +1,5 @@
 mod bb8_postgres;
+mod circuit_breaker;
 mod classify_postgres;
 mod classify_sqlite;
 mod cli;
