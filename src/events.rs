@@ -39,11 +39,7 @@ impl fmt::Debug for RecordedError {
 
 impl RecordedError {
     pub(crate) fn new<E: OperationError>(error: E, phase: Phase) -> Self {
-        Self {
-            class: error.classify(phase),
-            error: Arc::from(error.into()),
-            at: SystemTime::now(),
-        }
+        Self::from_failure(&crate::retry::Failure::new(error, phase))
     }
 
     pub(crate) fn from_failure(failure: &crate::retry::Failure) -> Self {
