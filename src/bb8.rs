@@ -10,44 +10,65 @@
 //!   sets `max_elapsed`, makes it the pool's `connection_timeout`, so the manager's budget and
 //!   the pool's agree;
 //! * [`Pool::get`] returns [`dbretry::Error`](crate::Error): a permanent connect error (wrong
-//!   password, no such database) at once, with its SQLSTATE, and on time-out the last real
-//!   connect error instead of a bare `TimedOut`;
-//! * callers are served first come, first served: bb8 wakes waiters unfairly, which after an
-//!   outage leaves some callers waiting seconds while others are served again and again.
+//!   password, no such database) made for this caller at once, with its SQLSTATE, and on
+//!   time-out the last real connect error instead of a bare `TimedOut`;
+//! * callers that have to wait are served first come, first served: bb8 wakes waiters
+//!   unfairly, which after an outage leaves some callers waiting seconds while others are
+//!   served again and again. A caller that finds an idle connection while nobody waits takes
+//!   it at once, at the cost of a plain bb8 checkout.
 //!
 //! Everything else is bb8's own pool, reachable through `Deref`. If you keep a plain
 //! `bb8::Pool` instead (call sites unchanged, `TimedOut` errors), set `retry_connection(false)`
 //! yourself and read the cause from the manager's [`Diagnostics`].
 
 use std::fmt;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::Duration;
 
 use bb8::{ManageConnection, RunError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::ErrorKind;
-use crate::{Diagnostics, Error, RetryPolicy};
+use crate::health::{HealthTarget, PingFuture, PoolOccupancy};
+use crate::manager::bb8::CHECKOUT_DEADLINE;
+use crate::manager::{Backend, PoolShared, RetryingManager};
+use crate::{Diagnostics, Error};
 
-/// A dbretry manager for bb8: one whose errors are [`dbretry::Error`](crate::Error) and whose
-/// connection history can be read.
-pub trait RetryingManager: ManageConnection<Error = Error> {
-    /// The manager's connection history.
-    fn diagnostics(&self) -> Diagnostics;
+/// A dbretry manager that a [`Pool`] can wrap: any [`RetryingManager`] (sealed).
+pub trait PoolManager: ManageConnection<Error = Error> + sealed::Sealed {}
 
-    /// The manager's retry policy.
-    fn policy(&self) -> &RetryPolicy;
+impl<B: Backend> PoolManager for RetryingManager<B> {}
+
+mod sealed {
+    use crate::manager::{PoolContext, RetryingManager};
+
+    pub trait Sealed {
+        fn context(&self) -> &PoolContext;
+    }
+
+    impl<B> Sealed for RetryingManager<B> {
+        fn context(&self) -> &PoolContext {
+            RetryingManager::shared(self)
+        }
+    }
 }
 
 /// A bb8 pool of a dbretry manager whose `get()` reports real errors; see the
 /// [module docs](self).
-pub struct Pool<M: RetryingManager> {
+pub struct Pool<M: PoolManager> {
     inner: bb8::Pool<M>,
-    diagnostics: Diagnostics,
-    /// Admits at most `max_size` callers into bb8 at a time, first come first served: bb8's
-    /// own wake-ups are unfair under contention, so after an outage some callers would wait
-    /// seconds while others are served again and again.
+    shared: Arc<PoolShared>,
+    budget: Duration,
+    test_on_check_out: bool,
+    /// Callers in the slow path; while there are any, newcomers queue behind them.
+    waiting: Arc<AtomicUsize>,
+    /// Admits at most `max_size` waiting callers into bb8 at a time, first come first served.
     turns: Arc<Semaphore>,
 }
 
@@ -55,7 +76,7 @@ pub struct Pool<M: RetryingManager> {
 /// to the pool when dropped.
 pub struct PooledConnection<'a, M: ManageConnection> {
     connection: bb8::PooledConnection<'a, M>,
-    _turn: OwnedSemaphorePermit,
+    _turn: Option<OwnedSemaphorePermit>,
 }
 
 impl<M: ManageConnection> Deref for PooledConnection<'_, M> {
@@ -83,7 +104,7 @@ where
     }
 }
 
-impl<M: RetryingManager> Pool<M> {
+impl<M: PoolManager> Pool<M> {
     /// Builds the pool from a bb8 builder (your `max_size`, `min_idle`, … kept), with bb8's own
     /// connect retry off and, when the policy sets `max_elapsed`, that as `connection_timeout`.
     ///
@@ -91,61 +112,70 @@ impl<M: RetryingManager> Pool<M> {
     /// As `bb8::Builder::build`: the first connect error when `min_idle` connections cannot
     /// be opened.
     pub async fn new(builder: bb8::Builder<M>, manager: M) -> Result<Self, Error> {
-        let diagnostics = manager.diagnostics();
+        let shared = sealed::Sealed::context(&manager).0.clone();
         let mut builder = builder.retry_connection(false);
-        if let Some(budget) = manager.policy().max_elapsed() {
+        if let Some(budget) = shared.gate.retrier().policy().max_elapsed() {
             builder = builder.connection_timeout(budget);
         }
         let inner = builder.build(manager).await?;
+        let config = inner.config();
         Ok(Self {
-            turns: Arc::new(Semaphore::new(inner.config().max_size as usize)),
+            turns: Arc::new(Semaphore::new(config.max_size as usize)),
+            budget: config.connection_timeout,
+            test_on_check_out: config.test_on_check_out,
+            waiting: Arc::default(),
             inner,
-            diagnostics,
+            shared,
         })
     }
 
     /// Like `bb8::Pool::get`, with real errors and one deadline (the pool's
     /// `connection_timeout`, counted from the call): a permanent connect error (or an open
-    /// circuit) ends the wait at once with that error, as does a connect made for this wait
-    /// that spent its budget; a time-out carries the last connect error as its cause.
+    /// circuit) from a connect made for this wait ends it at once with that error; a time-out
+    /// carries the last connect error as its cause.
     ///
     /// # Errors
     /// [`ErrorKind::Connection`] with the SQLSTATE for a permanent failure,
-    /// [`ErrorKind::RetryExhausted`] or [`ErrorKind::Timeout`] with the last cause otherwise.
+    /// [`ErrorKind::CircuitOpen`], or [`ErrorKind::Timeout`] with the last cause.
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
+        if !self.test_on_check_out && self.waiting.load(Ordering::Relaxed) == 0 {
+            let mut get = pin!(self.inner.get());
+            if let Poll::Ready(Ok(connection)) = poll_once(get.as_mut()).await {
+                return Ok(PooledConnection {
+                    connection,
+                    _turn: None,
+                });
+            }
+        }
+        self.get_waiting().await
+    }
+
+    async fn get_waiting(&self) -> Result<PooledConnection<'_, M>, Error> {
         let start = Instant::now();
-        let deadline = start + self.inner.config().connection_timeout;
-        let mut give_ups = self.diagnostics.0.subscribe_give_ups();
-        let checkout = async {
-            let turn =
-                match tokio::time::timeout_at(deadline, self.turns.clone().acquire_owned()).await {
-                    Ok(Ok(turn)) => turn,
-                    _ => return Err(self.timed_out(start)),
-                };
-            // bb8's own `connection_timeout` would start over here, after the wait for a turn.
-            match tokio::time::timeout_at(deadline, self.inner.get()).await {
+        let deadline = crate::time::later(start, self.budget);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = LeaveOnDrop(&self.waiting);
+        let turn = match tokio::time::timeout_at(deadline, self.turns.clone().acquire_owned()).await
+        {
+            Ok(Ok(turn)) => turn,
+            _ => return Err(self.timed_out(start)),
+        };
+        // bb8's own `connection_timeout` would start over here, after the wait for a turn.
+        let checkout = tokio::time::timeout_at(
+            deadline,
+            CHECKOUT_DEADLINE.scope(deadline, self.inner.get()),
+        );
+        tokio::select! {
+            biased;
+            checked_out = checkout => match checked_out {
                 Ok(Ok(connection)) => Ok(PooledConnection {
                     connection,
-                    _turn: turn,
+                    _turn: Some(turn),
                 }),
                 Ok(Err(RunError::User(error))) => Err(error),
                 Ok(Err(RunError::TimedOut)) | Err(_) => Err(self.timed_out(start)),
-            }
-        };
-        let gave_up = async {
-            loop {
-                if give_ups.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-                let gave_up = give_ups.borrow_and_update().clone();
-                if let Some(error) = gave_up.filter(|error| ends_wait_begun_at(error, start)) {
-                    return error;
-                }
-            }
-        };
-        tokio::select! {
-            result = checkout => result,
-            error = gave_up => Err(error),
+            },
+            error = self.shared.give_ups.next_since(start) => Err(error),
         }
     }
 
@@ -155,33 +185,34 @@ impl<M: RetryingManager> Pool<M> {
     }
 
     /// The manager's connection history.
-    pub fn diagnostics(&self) -> &Diagnostics {
-        &self.diagnostics
+    pub fn diagnostics(&self) -> Diagnostics {
+        Diagnostics(self.shared.events.clone())
     }
 
     fn timed_out(&self, start: Instant) -> Error {
-        let last = self.diagnostics.last_connect_error();
         Error::new(
             ErrorKind::Timeout,
             0,
             start.elapsed(),
-            last.as_ref().map(|e| e.class),
-            last.map(|e| e.error),
+            self.shared.events.last_connect_failure(),
         )
     }
 }
 
-/// Whether a connect's give-up ends a `get()` that began at `start`: a permanent error or an
-/// open circuit would end any connect; a spent budget only one that began after `start` — a
-/// connect left running by an earlier, abandoned `get()` was spending an older budget.
-fn ends_wait_begun_at(error: &Error, start: Instant) -> bool {
-    match error.kind() {
-        ErrorKind::Timeout | ErrorKind::RetryExhausted => error.elapsed() <= start.elapsed(),
-        _ => true,
+/// Polls `future` once, returning what it gave (its waker stays registered with this task).
+async fn poll_once<F: Future + Unpin>(mut future: F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut future).poll(cx))).await
+}
+
+struct LeaveOnDrop<'a>(&'a AtomicUsize);
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl<M: RetryingManager> Deref for Pool<M> {
+impl<M: PoolManager> Deref for Pool<M> {
     type Target = bb8::Pool<M>;
 
     fn deref(&self) -> &bb8::Pool<M> {
@@ -189,18 +220,49 @@ impl<M: RetryingManager> Deref for Pool<M> {
     }
 }
 
-impl<M: RetryingManager> Clone for Pool<M> {
+impl<M: PoolManager> Clone for Pool<M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            diagnostics: self.diagnostics.clone(),
+            shared: self.shared.clone(),
+            budget: self.budget,
+            test_on_check_out: self.test_on_check_out,
+            waiting: self.waiting.clone(),
             turns: self.turns.clone(),
         }
     }
 }
 
-impl<M: RetryingManager> fmt::Debug for Pool<M> {
+impl<M: PoolManager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool").field("inner", &self.inner).finish()
+    }
+}
+
+impl<B: Backend> HealthTarget for Pool<RetryingManager<B>> {
+    fn ping(&self) -> PingFuture<'_> {
+        Box::pin(async move {
+            let mut connection = self.get().await?;
+            let bound = self.shared.gate.attempt_timeout();
+            crate::manager::check_within(bound, B::ping(&mut connection)).await
+        })
+    }
+
+    fn occupancy(&self) -> Option<PoolOccupancy> {
+        let state = self.inner.state();
+        Some(PoolOccupancy {
+            size: state.connections as usize,
+            idle: state.idle_connections as usize,
+            waiters: self.waiting.load(Ordering::Relaxed),
+            max_size: self.inner.config().max_size as usize,
+        })
+    }
+
+    fn diagnostics(&self) -> Option<Diagnostics> {
+        Some(Pool::diagnostics(self))
+    }
+
+    fn pool_name(&self) -> &str {
+        self.shared.events.name()
     }
 }

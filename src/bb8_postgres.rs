@@ -1,8 +1,9 @@
 //! A drop-in for [bb8-postgres](https://docs.rs/bb8-postgres)'s `PostgresConnectionManager`
 //! whose connects go through a retry policy, with one shared reconnect effort per pool.
 //!
-//! Same name, same constructors (`new`, `new_from_stringlike`), same connection type
-//! (`tokio_postgres::Client`); the error type is [`dbretry::Error`](crate::Error). Build the
+//! Same name, same constructors (`new`, `new_from_stringlike`) with the same TLS bounds, same
+//! connection type (`tokio_postgres::Client`), `Clone`; the error type is
+//! [`dbretry::Error`](crate::Error). Build the
 //! pool with [`bb8::Pool`](crate::bb8::Pool) to avoid stacking bb8's own connect retry on ours
 //! and to get real errors from `get()`:
 //!
@@ -29,30 +30,35 @@
 //! ```
 
 use std::fmt;
-use std::marker::PhantomData;
+use std::future::Future;
 use std::str::FromStr;
 
-use tokio_postgres::{Client, Config};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Socket};
 
 pub use bb8;
 pub use tokio_postgres;
 
-use crate::bb8::RetryingManager;
-use crate::connect_settings::{ConnectSettings, connect_settings_methods};
-use crate::postgres::{MakeTls, PgConnector};
-use crate::reconnect::Reconnector;
-use crate::{Diagnostics, Error, RetryPolicy};
+use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
+use crate::postgres::{MakeTls, connect_with};
 
 /// A `bb8::ManageConnection` for tokio-postgres clients that retries transient connect
 /// failures; see the [module docs](self).
-pub struct PostgresConnectionManager<Tls> {
-    connector: PgConnector,
-    reconnector: Reconnector,
-    tls: PhantomData<fn() -> Tls>,
+pub type PostgresConnectionManager<Tls> = RetryingManager<Connector<Tls>>;
+
+/// Builds a [`PostgresConnectionManager`].
+pub type ManagerBuilder<Tls> = crate::ManagerBuilder<Connector<Tls>>;
+
+/// How bb8-postgres connections are opened and checked: the tokio-postgres config and the TLS
+/// connector.
+#[derive(Clone)]
+pub struct Connector<Tls> {
+    config: Config,
+    tls: Tls,
 }
 
-impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
-    /// A manager with the default [`RetryPolicy`], as `bb8_postgres`'s.
+impl<Tls: MakeTlsConnect<Socket>> RetryingManager<Connector<Tls>> {
+    /// A manager with the default [`RetryPolicy`](crate::RetryPolicy), as `bb8_postgres`'s.
     pub fn new(config: Config, tls: Tls) -> Self {
         Self::builder(config, tls).build()
     }
@@ -70,90 +76,47 @@ impl<Tls: MakeTls> PostgresConnectionManager<Tls> {
 
     /// Starts a builder for a manager connecting with `config` and `tls`.
     pub fn builder(config: Config, tls: Tls) -> ManagerBuilder<Tls> {
-        ManagerBuilder {
-            config,
-            tls,
-            settings: ConnectSettings::default(),
-        }
+        crate::ManagerBuilder::new(Connector { config, tls })
     }
 
     /// The tokio-postgres configuration connections are made with.
     pub fn config(&self) -> &Config {
-        self.connector.config()
+        &self.backend().config
     }
 }
 
-/// Builds a [`PostgresConnectionManager`].
-#[must_use = "call `build()` to get the manager"]
-pub struct ManagerBuilder<Tls> {
-    config: Config,
-    tls: Tls,
-    settings: ConnectSettings,
-}
+impl<Tls> sealed::Sealed for Connector<Tls> {}
 
-impl<Tls: MakeTls> ManagerBuilder<Tls> {
-    connect_settings_methods!();
-
-    /// Builds the manager.
-    pub fn build(self) -> PostgresConnectionManager<Tls> {
-        let reconnector = self.settings.into_reconnector();
-        PostgresConnectionManager {
-            connector: PgConnector::new(self.config, self.tls, reconnector.events().clone()),
-            reconnector,
-            tls: PhantomData,
-        }
-    }
-}
-
-impl<Tls: MakeTls> bb8::ManageConnection for PostgresConnectionManager<Tls> {
+impl<Tls: MakeTls> Backend for Connector<Tls> {
     type Connection = Client;
-    type Error = Error;
+    type Error = tokio_postgres::Error;
 
-    async fn connect(&self) -> Result<Client, Error> {
-        // The task ends when the client is dropped; its error, if any, is recorded.
-        let (client, _task) = self.reconnector.connect(&self.connector).await?;
+    async fn connect(&self, pool: &PoolContext) -> Result<Client, tokio_postgres::Error> {
+        // The task ends when the client is dropped; its error, if any, goes to the pool.
+        let (client, _task) = connect_with(&self.config, self.tls.clone(), pool).await?;
         Ok(client)
     }
 
-    async fn is_valid(&self, client: &mut Client) -> Result<(), Error> {
-        let bound = self.reconnector.attempt_timeout();
-        let checked = Error::check(bound, client.simple_query("")).await;
-        checked
-            .map(drop)
-            .inspect_err(|error| self.reconnector.events().recycle_failed(error))
+    fn is_broken(&self, client: &mut Client) -> bool {
+        client.is_closed()
     }
 
-    fn has_broken(&self, client: &mut Client) -> bool {
-        let broken = client.is_closed();
-        if broken {
-            self.reconnector.events().connection_lost();
-        }
-        broken
-    }
-}
-
-impl<Tls: MakeTls> RetryingManager for PostgresConnectionManager<Tls> {
-    fn diagnostics(&self) -> Diagnostics {
-        self.reconnector.diagnostics()
+    async fn ping(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+        client.simple_query("").await.map(drop)
     }
 
-    fn policy(&self) -> &RetryPolicy {
-        self.reconnector.retrier().policy()
+    fn recycle_check(
+        &self,
+        client: &mut Client,
+    ) -> Option<impl Future<Output = Result<(), tokio_postgres::Error>> + Send> {
+        Some(Self::ping(client))
     }
 }
 
-impl<Tls> fmt::Debug for PostgresConnectionManager<Tls> {
+impl<Tls> fmt::Debug for Connector<Tls> {
+    /// tokio-postgres's `Config` redacts the password in its `Debug`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresConnectionManager")
-            .field("connector", &self.connector)
-            .field("policy", self.reconnector.retrier().policy())
-            .finish()
-    }
-}
-
-impl<Tls> fmt::Debug for ManagerBuilder<Tls> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagerBuilder")
+        f.debug_struct("Connector")
             .field("config", &self.config)
             .finish_non_exhaustive()
     }

@@ -16,113 +16,71 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 pub use rusqlite;
 
-use crate::bb8::RetryingManager;
-use crate::connect_settings::{ConnectSettings, connect_settings_methods};
-use crate::reconnect::{ConnectOnce, Reconnector};
-use crate::sqlite::{SqliteConnection, SqliteOptions};
-use crate::{Diagnostics, Error, RetryPolicy};
+use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
+use crate::sqlite::{SqliteConnection, SqliteFailure, SqliteOptions, open_off_runtime};
 
 /// A `bb8::ManageConnection` for SQLite; see the [module docs](self).
-pub struct SqliteConnectionManager {
-    opener: Opener,
-    reconnector: Reconnector,
-}
+pub type SqliteConnectionManager = RetryingManager<Opener>;
 
-struct Opener(Arc<SqliteOptions>);
+/// Builds a [`SqliteConnectionManager`].
+pub type ManagerBuilder = crate::ManagerBuilder<Opener>;
 
-impl ConnectOnce for Opener {
-    type Connection = SqliteConnection;
-    type Error = rusqlite::Error;
+/// How bb8 SQLite connections are opened and checked.
+pub struct Opener(Arc<SqliteOptions>);
 
-    async fn connect_once(&self) -> Result<SqliteConnection, rusqlite::Error> {
-        let options = self.0.clone();
-        match tokio::task::spawn_blocking(move || options.open()).await {
-            Ok(opened) => opened.map(SqliteConnection::new),
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        }
-    }
-}
-
-impl SqliteConnectionManager {
-    /// A manager with the default [`RetryPolicy`].
+impl RetryingManager<Opener> {
+    /// A manager with the default [`RetryPolicy`](crate::RetryPolicy).
     pub fn new(options: SqliteOptions) -> Self {
         Self::builder(options).build()
     }
 
     /// Starts a builder for a manager opening connections with `options`.
     pub fn builder(options: SqliteOptions) -> ManagerBuilder {
-        ManagerBuilder {
-            options,
-            settings: ConnectSettings::default(),
-        }
+        crate::ManagerBuilder::new(Opener(Arc::new(options)))
     }
 }
 
-/// Builds a [`SqliteConnectionManager`].
-#[derive(Debug)]
-#[must_use = "call `build()` to get the manager"]
-pub struct ManagerBuilder {
-    options: SqliteOptions,
-    settings: ConnectSettings,
-}
+impl sealed::Sealed for Opener {}
 
-impl ManagerBuilder {
-    connect_settings_methods!();
-
-    /// Builds the manager.
-    pub fn build(self) -> SqliteConnectionManager {
-        SqliteConnectionManager {
-            opener: Opener(Arc::new(self.options)),
-            reconnector: self.settings.into_reconnector(),
-        }
-    }
-}
-
-impl bb8::ManageConnection for SqliteConnectionManager {
+impl Backend for Opener {
     type Connection = SqliteConnection;
-    type Error = Error;
+    type Error = SqliteFailure;
 
-    async fn connect(&self) -> Result<SqliteConnection, Error> {
-        self.reconnector.connect(&self.opener).await
+    async fn connect(&self, _: &PoolContext) -> Result<SqliteConnection, SqliteFailure> {
+        open_off_runtime(self.0.clone())
+            .await
+            .map(SqliteConnection::new)
     }
 
-    /// Rolls back a transaction left open and runs `SELECT 1`, bounded by the policy's
-    /// `attempt_timeout` (the statement is interrupted past it).
-    async fn is_valid(&self, conn: &mut SqliteConnection) -> Result<(), Error> {
-        let bound = self.reconnector.attempt_timeout();
-        type BoxError = Box<dyn std::error::Error + Send + Sync>;
-        let ping = async {
-            let pinged = conn.interact(crate::sqlite::reset_and_ping).await;
-            pinged.map_err(BoxError::from)?.map_err(BoxError::from)
-        };
-        let checked = Error::check(bound, ping).await;
-        checked.inspect_err(|error| self.reconnector.events().recycle_failed(error))
-    }
-
-    fn has_broken(&self, conn: &mut SqliteConnection) -> bool {
+    /// A panic poisoned the connection's mutex.
+    fn is_broken(&self, conn: &mut SqliteConnection) -> bool {
         conn.is_poisoned()
     }
-}
 
-impl RetryingManager for SqliteConnectionManager {
-    fn diagnostics(&self) -> Diagnostics {
-        self.reconnector.diagnostics()
+    /// Rolls back a transaction left open and runs `SELECT 1` (interrupted if its caller goes
+    /// away).
+    async fn ping(conn: &mut SqliteConnection) -> Result<(), SqliteFailure> {
+        let pinged = conn.interact(crate::sqlite::reset_and_ping).await;
+        pinged
+            .map_err(SqliteFailure::from)?
+            .map_err(SqliteFailure::from)
     }
 
-    fn policy(&self) -> &RetryPolicy {
-        self.reconnector.retrier().policy()
+    fn recycle_check(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> Option<impl Future<Output = Result<(), SqliteFailure>> + Send> {
+        Some(Self::ping(conn))
     }
 }
 
-impl fmt::Debug for SqliteConnectionManager {
+impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteConnectionManager")
-            .field("options", &self.opener.0)
-            .field("policy", self.reconnector.retrier().policy())
-            .finish()
+        f.debug_tuple("Opener").field(&self.0).finish()
     }
 }

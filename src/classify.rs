@@ -82,6 +82,13 @@ impl Classify for io::Error {
     }
 }
 
+/// An error a retried operation may fail with: anything that [classifies](Classify) itself
+/// and can be boxed — any `std::error::Error + Send + Sync` type, and
+/// `Box<dyn std::error::Error + Send + Sync>`.
+pub trait OperationError: Classify + Into<Box<dyn StdError + Send + Sync>> {}
+
+impl<E: Classify + Into<Box<dyn StdError + Send + Sync>>> OperationError for E {}
+
 /// Network conditions that pass: refused, reset, unreachable, timed out, a unix socket absent
 /// while the server restarts. Everything else (bad input, permission denied by the OS, …) is
 /// permanent.
@@ -123,63 +130,6 @@ impl Classify for AttemptTimedOut {
     fn breaks_connection(&self) -> bool {
         true
     }
-}
-
-impl Classify for Box<dyn StdError + Send + Sync> {
-    fn classify(&self, phase: Phase) -> ErrorClass {
-        classify_dyn(&**self, phase)
-    }
-
-    fn breaks_connection(&self) -> bool {
-        breaks_connection_dyn(&**self)
-    }
-}
-
-/// Classifies any error by searching its cause chain for an error this crate knows (a
-/// database driver's, an I/O error, this crate's own). Unknown errors are permanent: retrying
-/// what is not understood hides bugs.
-pub fn classify_dyn(error: &(dyn StdError + 'static), phase: Phase) -> ErrorClass {
-    find_known(error, |known| known.classify(phase)).unwrap_or(ErrorClass::Permanent)
-}
-
-/// Like [`Classify::breaks_connection`] for any error, by its cause chain.
-pub fn breaks_connection_dyn(error: &(dyn StdError + 'static)) -> bool {
-    find_known(error, |known| known.breaks_connection()).unwrap_or(false)
-}
-
-fn find_known<T>(
-    error: &(dyn StdError + 'static),
-    answer: impl Fn(&dyn Classify) -> T,
-) -> Option<T> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if let Some(known) = as_known(error) {
-            return Some(answer(known));
-        }
-        next = error.source();
-    }
-    None
-}
-
-fn as_known<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e dyn Classify> {
-    #[cfg(feature = "postgres")]
-    if let Some(e) = error.downcast_ref::<tokio_postgres::Error>() {
-        return Some(e);
-    }
-    #[cfg(feature = "sqlite")]
-    if let Some(e) = error.downcast_ref::<rusqlite::Error>() {
-        return Some(e);
-    }
-    if let Some(e) = error.downcast_ref::<crate::Error>() {
-        return Some(e);
-    }
-    if let Some(e) = error.downcast_ref::<AttemptTimedOut>() {
-        return Some(e);
-    }
-    if let Some(e) = error.downcast_ref::<io::Error>() {
-        return Some(e);
-    }
-    None
 }
 
 #[cfg(feature = "deadpool")]

@@ -22,6 +22,7 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,10 +34,9 @@ pub use deadpool_sync::{InteractError, SyncWrapper};
 pub use rusqlite;
 use serde::{Deserialize, Serialize};
 
-use crate::connect_settings::{ConnectSettings, connect_settings_methods};
-use crate::reconnect::{ConnectOnce, Reconnector};
-use crate::sqlite::SqliteOptions;
-use crate::{ConfigError, Diagnostics, Error, RetryConfig};
+use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
+use crate::sqlite::{InteractError as CallError, SqliteFailure, SqliteOptions, open_off_runtime};
+use crate::{ConfigError, Error, RetryConfig};
 
 deadpool::managed_reexports!(
     "dbretry",
@@ -111,27 +111,18 @@ impl Config {
 
 /// Opens and recycles SQLite connections for a deadpool [`Pool`], retrying transient failures
 /// (a lock held while switching to WAL, I/O errors) under a [`RetryPolicy`](crate::RetryPolicy).
-pub struct Manager {
-    opener: Opener,
-    reconnector: Reconnector,
-}
+pub type Manager = RetryingManager<Opener>;
 
-struct Opener {
+/// Builds a deadpool SQLite [`Manager`].
+pub type ManagerBuilder = crate::ManagerBuilder<Opener>;
+
+/// How deadpool-sqlite connections are opened and checked.
+pub struct Opener {
     options: Arc<SqliteOptions>,
     runtime: Runtime,
 }
 
-impl ConnectOnce for Opener {
-    type Connection = SyncWrapper<rusqlite::Connection>;
-    type Error = rusqlite::Error;
-
-    async fn connect_once(&self) -> Result<Self::Connection, rusqlite::Error> {
-        let options = self.options.clone();
-        SyncWrapper::new(self.runtime, move || options.open()).await
-    }
-}
-
-impl Manager {
+impl RetryingManager<Opener> {
     /// A manager with the default policy, as deadpool-sqlite's `Manager::from_config`.
     pub fn from_config(config: &Config, runtime: Runtime) -> Self {
         Self::builder(SqliteOptions::new(&config.path).wal(config.wal))
@@ -141,96 +132,59 @@ impl Manager {
 
     /// Starts a builder for a manager opening connections with `options`.
     pub fn builder(options: SqliteOptions) -> ManagerBuilder {
-        ManagerBuilder {
-            options,
+        crate::ManagerBuilder::new(Opener {
+            options: Arc::new(options),
             runtime: Runtime::Tokio1,
-            settings: ConnectSettings::default(),
-        }
-    }
-
-    /// The pool's name (its metrics' `pool` label).
-    pub fn name(&self) -> &str {
-        self.reconnector.retrier().label()
-    }
-
-    /// What this manager's pool went through: the last open error, attempt counts.
-    pub fn diagnostics(&self) -> Diagnostics {
-        self.reconnector.diagnostics()
+        })
     }
 }
 
-/// Builds a deadpool SQLite [`Manager`].
-#[must_use = "call `build()` to get the manager"]
-pub struct ManagerBuilder {
-    options: SqliteOptions,
-    runtime: Runtime,
-    settings: ConnectSettings,
-}
-
-impl ManagerBuilder {
-    connect_settings_methods!();
-
+impl crate::ManagerBuilder<Opener> {
     /// The runtime blocking SQLite calls run on. Default: `Runtime::Tokio1`.
     pub fn runtime(mut self, runtime: Runtime) -> Self {
-        self.runtime = runtime;
+        self.backend.runtime = runtime;
         self
     }
+}
 
-    /// Builds the manager.
-    pub fn build(self) -> Manager {
-        Manager {
-            opener: Opener {
-                options: Arc::new(self.options),
-                runtime: self.runtime,
-            },
-            reconnector: self.settings.into_reconnector(),
+impl sealed::Sealed for Opener {}
+
+impl Backend for Opener {
+    type Connection = SyncWrapper<rusqlite::Connection>;
+    type Error = SqliteFailure;
+
+    async fn connect(&self, _: &PoolContext) -> Result<Self::Connection, SqliteFailure> {
+        let conn = open_off_runtime(self.options.clone()).await?;
+        // Opened already: wrapping cannot fail or panic.
+        let wrapped = SyncWrapper::new(self.runtime, move || Ok::<_, SqliteFailure>(conn));
+        wrapped.await
+    }
+
+    /// A panic poisoned the connection's mutex.
+    fn is_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.is_mutex_poisoned()
+    }
+
+    /// Rolls back a transaction left open, and checks the connection answers.
+    async fn ping(conn: &mut Self::Connection) -> Result<(), SqliteFailure> {
+        match conn.interact(crate::sqlite::reset_and_ping).await {
+            Ok(pinged) => pinged.map_err(SqliteFailure::from),
+            Err(InteractError::Panic(_)) => Err(Box::new(CallError::Panic)),
+            Err(InteractError::Cancelled) => Err(Box::new(CallError::Cancelled)),
         }
     }
-}
 
-impl managed::Manager for Manager {
-    type Type = SyncWrapper<rusqlite::Connection>;
-    type Error = Error;
-
-    async fn create(&self) -> Result<Self::Type, Error> {
-        // Boxed so that every `get()` future stays small (see the PostgreSQL manager).
-        Box::pin(self.reconnector.connect(&self.opener)).await
-    }
-
-    /// Discards a connection whose mutex was poisoned by a panic, rolls back a transaction
-    /// left open, and checks the connection answers.
-    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> managed::RecycleResult<Error> {
-        let events = self.reconnector.events();
-        if conn.is_mutex_poisoned() {
-            events.recycle_failed(&"a panic poisoned the connection's mutex");
-            return Err(managed::RecycleError::message(
-                "a panic poisoned the connection's mutex",
-            ));
-        }
-        let error = match conn.interact(crate::sqlite::reset_and_ping).await {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error.to_string(),
-            Err(error) => error.to_string(),
-        };
-        events.recycle_failed(&error);
-        Err(managed::RecycleError::message(format!(
-            "recycle check failed: {error}"
-        )))
+    fn recycle_check(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> Option<impl Future<Output = Result<(), SqliteFailure>> + Send> {
+        Some(Self::ping(conn))
     }
 }
 
-impl fmt::Debug for Manager {
+impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manager")
-            .field("options", &self.opener.options)
-            .field("policy", self.reconnector.retrier().policy())
-            .finish()
-    }
-}
-
-impl fmt::Debug for ManagerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagerBuilder")
+        f.debug_struct("Opener")
             .field("options", &self.options)
             .finish_non_exhaustive()
     }

@@ -2,15 +2,11 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::classify::{Classify, ErrorClass, Phase};
-
-/// A cause as carried by [`Error`]: shared, because one failed reconnect can be the cause
-/// reported to every caller that waited on it.
-pub type SharedCause = Arc<dyn StdError + Send + Sync + 'static>;
+use crate::codes::Code;
+use crate::failure::{Failure, SharedCause};
 
 /// Why a retried connect or operation ended in failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,8 +56,9 @@ impl ErrorKind {
 ///
 /// Ask it questions rather than matching on it: [`kind`](Error::kind),
 /// [`attempts`](Error::attempts), [`elapsed`](Error::elapsed), [`class`](Error::class),
-/// [`sqlstate`](Error::sqlstate), [`cause`](Error::cause). Its message never contains a
-/// password (drivers do not put one in theirs, and this crate prints no connection string).
+/// [`sqlstate`](Error::sqlstate), [`last_failure`](Error::last_failure). Its message never
+/// contains a password (drivers do not put one in theirs, and this crate prints no connection
+/// string).
 #[derive(Clone)]
 pub struct Error(Box<Inner>);
 
@@ -70,8 +67,7 @@ struct Inner {
     kind: ErrorKind,
     attempts: u32,
     elapsed: Duration,
-    class: Option<ErrorClass>,
-    cause: Option<SharedCause>,
+    last: Option<Failure>,
 }
 
 impl Error {
@@ -79,46 +75,14 @@ impl Error {
         kind: ErrorKind,
         attempts: u32,
         elapsed: Duration,
-        class: Option<ErrorClass>,
-        cause: Option<SharedCause>,
+        last: Option<Failure>,
     ) -> Self {
         Self(Box::new(Inner {
             kind,
             attempts,
             elapsed,
-            class,
-            cause,
+            last,
         }))
-    }
-
-    /// Runs a check of a pooled connection (a ping), bounded by `bound`; a failure is an
-    /// [`ErrorKind::Connection`] error carrying the check's error or [`AttemptTimedOut`].
-    ///
-    /// [`AttemptTimedOut`]: crate::AttemptTimedOut
-    #[cfg_attr(not(pools), allow(dead_code))]
-    pub(crate) async fn check<T, E>(
-        bound: Duration,
-        check: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, Error>
-    where
-        E: crate::OperationError,
-    {
-        let started = tokio::time::Instant::now();
-        let failure = match tokio::time::timeout(bound, check).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(error)) => crate::retry::Failure::new(error, Phase::Connect),
-            Err(_) => crate::retry::Failure::new(
-                crate::AttemptTimedOut { timeout: bound },
-                Phase::Connect,
-            ),
-        };
-        Err(Self::new(
-            ErrorKind::Connection,
-            1,
-            started.elapsed(),
-            Some(failure.class),
-            Some(failure.cause),
-        ))
     }
 
     /// What kind of failure this is.
@@ -136,62 +100,46 @@ impl Error {
         self.0.elapsed
     }
 
+    /// The last failed attempt, with its class, phase and time.
+    pub fn last_failure(&self) -> Option<&Failure> {
+        self.0.last.as_ref()
+    }
+
     /// The class of the last cause, if there was one.
     pub fn class(&self) -> Option<ErrorClass> {
-        self.0.class
+        self.0.last.as_ref().map(Failure::class)
     }
 
     /// The last real cause: the driver's error (or [`AttemptTimedOut`](crate::AttemptTimedOut)).
     pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
-        self.0.cause.as_deref()
+        self.0.last.as_ref().map(Failure::cause)
     }
 
     /// The first error of type `T` in the cause chain: `err.find_cause::<tokio_postgres::Error>()`.
     pub fn find_cause<T: StdError + 'static>(&self) -> Option<&T> {
-        let mut next: Option<&(dyn StdError + 'static)> = self.source();
-        while let Some(error) = next {
-            if let Some(found) = error.downcast_ref::<T>() {
-                return Some(found);
-            }
-            next = error.source();
-        }
-        None
+        self.0.last.as_ref()?.find_cause()
+    }
+
+    /// The database's code for the last cause: a SQLSTATE or an SQLite result code.
+    pub fn database_code(&self) -> Option<Code<'_>> {
+        self.0.last.as_ref()?.database_code()
     }
 
     /// The PostgreSQL SQLSTATE of the last cause (`"28P01"`, `"3D000"`, `"57P03"`, …), if the
     /// server sent one.
-    #[cfg(feature = "postgres")]
     pub fn sqlstate(&self) -> Option<&str> {
-        self.find_cause::<tokio_postgres::Error>()
-            .and_then(tokio_postgres::Error::code)
-            .map(tokio_postgres::error::SqlState::code)
+        self.0.last.as_ref()?.sqlstate()
     }
 
     /// The SQLite extended result code of the last cause (5 = `SQLITE_BUSY`, 517 =
     /// `SQLITE_BUSY_SNAPSHOT`, 14 = `SQLITE_CANTOPEN`, …), if there is one.
-    #[cfg(feature = "sqlite")]
     pub fn sqlite_code(&self) -> Option<i32> {
-        match self.find_cause::<rusqlite::Error>()? {
-            rusqlite::Error::SqliteFailure(e, _) => Some(e.extended_code),
-            _ => None,
-        }
+        self.0.last.as_ref()?.sqlite_code()
     }
 
     /// Takes the last cause out of the error.
     pub fn into_cause(self) -> Option<SharedCause> {
-        self.0.cause
-    }
-
-    fn hint(&self) -> Option<&'static str> {
-        #[cfg(feature = "postgres")]
-        if let Some(hint) = self.sqlstate().and_then(crate::postgres::hint_for_sqlstate) {
-            return Some(hint);
-        }
-        #[cfg(feature = "sqlite")]
-        if let Some(hint) = self.sqlite_code().and_then(crate::sqlite::hint_for_code) {
-            return Some(hint);
-        }
-        None
+        self.0.last.map(|failure| failure.shared_cause().clone())
     }
 }
 
@@ -230,55 +178,19 @@ impl fmt::Display for Error {
                 "not connecting: the circuit breaker is open after repeated connect failures"
             )?,
         }
-        if let Some(cause) = &self.0.cause {
+        if let Some(last) = &self.0.last {
             let label = if matches!(kind, ErrorKind::Connection | ErrorKind::Query) {
                 "cause"
             } else {
                 "last error"
             };
-            write!(f, "; {label}: ")?;
-            write_chain(f, &**cause)?;
-        }
-        if let Some(hint) = self.hint() {
-            write!(f, " (hint: {hint})")?;
+            write!(f, "; {label}: {last}")?;
+            if let Some(hint) = last.hint() {
+                write!(f, " (hint: {hint})")?;
+            }
         }
         Ok(())
     }
-}
-
-/// Displays an error followed by its sources, `a: b: c` — what a log line or a hook wants
-/// from a driver error whose own message is only "db error".
-#[derive(Clone, Copy)]
-pub struct ErrorChain<'a>(pub &'a (dyn StdError + 'static));
-
-impl fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_chain(f, self.0)
-    }
-}
-
-impl fmt::Debug for ErrorChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_chain(f, self.0)
-    }
-}
-
-/// Writes an error and its sources, `a: b: c`, as drivers put the detail in the source (a
-/// tokio-postgres error says only "db error"; its source says "FATAL: password
-/// authentication failed …").
-fn write_chain(f: &mut fmt::Formatter<'_>, error: &(dyn StdError + 'static)) -> fmt::Result {
-    let mut written = error.to_string();
-    f.write_str(&written)?;
-    let mut next = error.source();
-    while let Some(source) = next {
-        let text = source.to_string();
-        if !written.contains(&text) && !text.contains(&written) {
-            write!(f, ": {text}")?;
-            written = text;
-        }
-        next = source.source();
-    }
-    Ok(())
 }
 
 impl fmt::Debug for Error {
@@ -287,8 +199,7 @@ impl fmt::Debug for Error {
             .field("kind", &self.0.kind)
             .field("attempts", &self.0.attempts)
             .field("elapsed", &self.0.elapsed)
-            .field("class", &self.0.class)
-            .field("cause", &self.0.cause)
+            .field("last", &self.0.last)
             .finish()
     }
 }
@@ -296,9 +207,9 @@ impl fmt::Debug for Error {
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.0
-            .cause
-            .as_deref()
-            .map(|cause| cause as &(dyn StdError + 'static))
+            .last
+            .as_ref()
+            .map(|last| last.cause() as &(dyn StdError + 'static))
     }
 }
 
@@ -313,9 +224,6 @@ impl Classify for Error {
     }
 
     fn breaks_connection(&self) -> bool {
-        self.0
-            .cause
-            .as_deref()
-            .is_some_and(|cause| crate::classify::breaks_connection_dyn(cause))
+        self.0.last.as_ref().is_some_and(Failure::breaks_connection)
     }
 }

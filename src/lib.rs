@@ -10,21 +10,25 @@
     unused_qualifications
 )]
 
-mod circuit;
+mod cause_chain;
+mod circuit_breaker;
 mod classify;
+mod codes;
 mod config_error;
-mod connect_settings;
 mod error;
 mod events;
+mod failure;
+mod gate;
 pub mod health;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod http;
+mod manager;
 pub mod metrics;
 pub mod policy;
-mod reconnect;
 mod redact;
 mod retry;
+mod time;
 
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -51,14 +55,16 @@ pub mod bb8_postgres;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "sqlite", feature = "bb8"))))]
 pub mod bb8_sqlite;
 
-pub use crate::circuit::CircuitBreaker;
-pub use crate::classify::{
-    AttemptTimedOut, Classify, ErrorClass, Phase, breaks_connection_dyn, classify_dyn,
-};
+pub use crate::cause_chain::{breaks_connection_dyn, classify_dyn};
+pub use crate::circuit_breaker::CircuitBreaker;
+pub use crate::classify::{AttemptTimedOut, Classify, ErrorClass, OperationError, Phase};
+pub use crate::codes::Code;
 pub use crate::config_error::ConfigError;
-pub use crate::error::{Error, ErrorChain, ErrorKind, SharedCause};
-pub use crate::events::{ConnectAttempts, Diagnostics, RecordedError};
+pub use crate::error::{Error, ErrorKind};
+pub use crate::events::{ConnectAttempts, Diagnostics};
+pub use crate::failure::{ErrorChain, Failure, SharedCause};
+pub use crate::gate::DEFAULT_ATTEMPT_TIMEOUT;
+pub use crate::manager::{Backend, ManagerBuilder, PoolContext, RetryingManager};
 pub use crate::policy::{Jitter, JitterStrategy, RetryConfig, RetryPolicy, Schedule};
-pub use crate::reconnect::DEFAULT_ATTEMPT_TIMEOUT;
 pub use crate::redact::redact_url;
-pub use crate::retry::{OperationError, Retrier, RetryEvent, SuccessEvent, execute_with_retry};
+pub use crate::retry::{Retrier, RetryEvent, SuccessEvent, execute_with_retry};

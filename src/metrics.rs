@@ -14,7 +14,7 @@
 //! | `dbretry_backoff_seconds` | histogram | pool, phase | delays slept between tries |
 //! | `dbretry_recycle_failures_total` | counter | pool | pooled connections that failed their check and were discarded |
 //! | `dbretry_connections_closed_total` | counter | pool, class | live connections that ended with an error |
-//! | `dbretry_circuit_state` | gauge | pool | 0 closed, 1 open, 2 half-open |
+//! | `dbretry_circuit_state` | gauge | pool, state = `closed`/`open`/`half_open` | 1 for the current state, 0 for the others |
 //! | `dbretry_health_status` | gauge | database | 1 healthy, 0 not |
 //! | `dbretry_pool_size` / `dbretry_pool_idle` / `dbretry_pool_waiters` | gauge | pool | pool occupancy, updated by health checks |
 
@@ -32,7 +32,7 @@ pub const BACKOFF_SECONDS: &str = "dbretry_backoff_seconds";
 pub const RECYCLE_FAILURES_TOTAL: &str = "dbretry_recycle_failures_total";
 /// Live connections that ended with an error.
 pub const CONNECTIONS_CLOSED_TOTAL: &str = "dbretry_connections_closed_total";
-/// Circuit breaker state: 0 closed, 1 open, 2 half-open.
+/// Circuit breaker state: 1 for the current `state` (closed, open, half_open), 0 for the others.
 pub const CIRCUIT_STATE: &str = "dbretry_circuit_state";
 /// 1 when the last health check of a database passed, else 0.
 pub const HEALTH_STATUS: &str = "dbretry_health_status";
@@ -97,7 +97,7 @@ mod emit {
         );
         describe_gauge!(
             CIRCUIT_STATE,
-            "Circuit breaker state: 0 closed, 1 open, 2 half-open"
+            "Circuit breaker state: 1 for the current state, 0 for the others"
         );
         describe_gauge!(HEALTH_STATUS, "1 when the last health check passed, else 0");
         describe_gauge!(POOL_SIZE, Unit::Count, "Connections the pool holds");
@@ -136,8 +136,27 @@ mod emit {
             .increment(1);
     }
 
-    pub(crate) fn circuit_state(pool: &str, state: f64) {
-        gauge!(CIRCUIT_STATE, "pool" => pool.to_owned()).set(state);
+    /// 1 for the state the circuit is in, 0 for the others.
+    pub(crate) fn circuit_state(pool: &str, state: &'static str) {
+        for other in ["closed", "open", "half_open"] {
+            let value = if other == state { 1.0 } else { 0.0 };
+            gauge!(CIRCUIT_STATE, "pool" => pool.to_owned(), "state" => other).set(value);
+        }
+    }
+
+    /// Registers a pool's connect-phase counters at zero, so that a scrape before the first
+    /// outage already has them.
+    pub(crate) fn register_pool(pool: &str) {
+        describe();
+        for outcome in ["success", "transient", "permanent"] {
+            counter!(ATTEMPTS_TOTAL, "pool" => pool.to_owned(), "phase" => "connect", "outcome" => outcome)
+                .increment(0);
+        }
+        counter!(RETRIES_TOTAL, "pool" => pool.to_owned(), "phase" => "connect").increment(0);
+        for reason in ["attempts", "deadline", "circuit_open", "permanent"] {
+            counter!(GIVE_UPS_TOTAL, "pool" => pool.to_owned(), "phase" => "connect", "reason" => reason)
+                .increment(0);
+        }
     }
 
     pub(crate) fn health(database: &str, healthy: bool) {
@@ -165,7 +184,8 @@ mod noop {
     pub(crate) fn give_up(pool: &str, phase: &'static str, reason: &'static str) {}
     pub(crate) fn recycle_failed(pool: &str) {}
     pub(crate) fn connection_closed(pool: &str, class: &'static str) {}
-    pub(crate) fn circuit_state(pool: &str, state: f64) {}
+    pub(crate) fn circuit_state(pool: &str, state: &'static str) {}
+    pub(crate) fn register_pool(pool: &str) {}
     pub(crate) fn health(database: &str, healthy: bool) {}
     pub(crate) fn pool_occupancy(pool: &str, size: usize, idle: usize, waiters: usize) {}
 }

@@ -30,21 +30,20 @@ mod config;
 mod statement_caches;
 
 use std::fmt;
-use std::sync::Arc;
+use std::future::Future;
 
 use deadpool::managed;
 pub use deadpool::managed::reexports::*;
 pub use deadpool_postgres::{
-    ChannelBinding, ClientWrapper, LoadBalanceHosts, ManagerConfig, RecyclingMethod, SslMode,
-    StatementCache, TargetSessionAttrs, Transaction, TransactionBuilder,
+    ChannelBinding, ClientWrapper, ConfigConnectImpl, Connect, LoadBalanceHosts, ManagerConfig,
+    RecyclingMethod, SslMode, StatementCache, TargetSessionAttrs, Transaction, TransactionBuilder,
 };
 pub use tokio_postgres;
+use tokio_postgres::Config as PgConfig;
 
-use crate::connect_settings::{ConnectSettings, connect_settings_methods};
-use crate::events::PoolEvents;
-use crate::postgres::{MakeTls, PgConnector};
-use crate::reconnect::Reconnector;
-use crate::{ConfigError, Diagnostics, Error};
+use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
+use crate::postgres::{ErasedTls, MakeTls};
+use crate::{ConfigError, Error};
 
 pub use self::config::Config;
 pub use self::statement_caches::StatementCaches;
@@ -61,154 +60,153 @@ deadpool::managed_reexports!(
 pub type Client = Object;
 
 /// Creates and recycles PostgreSQL connections for a deadpool [`Pool`], retrying transient
-/// connect failures under a [`RetryPolicy`](crate::RetryPolicy) with one shared reconnect effort per pool.
-pub struct Manager {
+/// connect failures under a [`RetryPolicy`](crate::RetryPolicy) with one shared reconnect
+/// effort per pool. Derefs to its [`Connector`] (`manager.statement_caches`, as in
+/// deadpool-postgres).
+pub type Manager = RetryingManager<Connector>;
+
+/// Builds a [`Manager`]; see [`Manager::builder`](RetryingManager::builder).
+pub type ManagerBuilder = crate::ManagerBuilder<Connector>;
+
+/// How deadpool-postgres connections are opened and recycled: the tokio-postgres config, the
+/// connector, deadpool-postgres's [`ManagerConfig`], and the statement caches of the clients
+/// handed out.
+pub struct Connector {
+    pg_config: PgConfig,
+    connect: ConnectWith,
     config: ManagerConfig,
-    connector: PgConnector,
-    reconnector: Reconnector,
     /// The statement caches of the clients handed out by the pool (as deadpool-postgres).
     pub statement_caches: StatementCaches,
 }
 
-impl Manager {
-    /// A manager with the default [`RetryPolicy`](crate::RetryPolicy) and [`ManagerConfig`]: the same signature as
-    /// `deadpool_postgres::Manager::new`.
-    pub fn new<T: MakeTls>(pg_config: tokio_postgres::Config, tls: T) -> Self {
+enum ConnectWith {
+    /// Ours: the connection task's error is recorded.
+    Tls(Box<dyn ErasedTls>),
+    /// A deadpool-postgres [`Connect`] of the user's.
+    Custom(Box<dyn Connect>),
+}
+
+impl RetryingManager<Connector> {
+    /// A manager with the default [`RetryPolicy`](crate::RetryPolicy) and [`ManagerConfig`]:
+    /// the same signature as `deadpool_postgres::Manager::new`.
+    pub fn new<T: MakeTls>(pg_config: PgConfig, tls: T) -> Self {
         Self::builder(pg_config, tls).build()
     }
 
     /// A manager with the default [`RetryPolicy`](crate::RetryPolicy): the same signature as
     /// `deadpool_postgres::Manager::from_config`.
-    pub fn from_config<T: MakeTls>(
-        pg_config: tokio_postgres::Config,
-        tls: T,
-        config: ManagerConfig,
-    ) -> Self {
+    pub fn from_config<T: MakeTls>(pg_config: PgConfig, tls: T, config: ManagerConfig) -> Self {
         Self::builder(pg_config, tls).manager_config(config).build()
     }
 
+    /// A manager connecting through your own deadpool-postgres [`Connect`], with the default
+    /// policy: the same signature as `deadpool_postgres::Manager::from_connect`. (dbretry's
+    /// own connector also records the error a connection's task ends with; yours is not
+    /// asked.)
+    pub fn from_connect(
+        pg_config: PgConfig,
+        connect: impl Connect + 'static,
+        config: ManagerConfig,
+    ) -> Self {
+        let connector = Connector::new(pg_config, ConnectWith::Custom(Box::new(connect)));
+        crate::ManagerBuilder::new(connector)
+            .manager_config(config)
+            .build()
+    }
+
     /// Starts a builder for a manager connecting with `pg_config` and `tls`.
-    pub fn builder<T: MakeTls>(pg_config: tokio_postgres::Config, tls: T) -> ManagerBuilder {
-        ManagerBuilder {
-            pg_config,
-            tls: Box::new(move |config, events| PgConnector::new(config, tls, events)),
-            config: ManagerConfig::default(),
-            settings: ConnectSettings::default(),
-        }
-    }
-
-    /// What this manager's pool went through: the last connect error, the last error a live
-    /// connection ended with, attempt counts.
-    pub fn diagnostics(&self) -> Diagnostics {
-        self.reconnector.diagnostics()
-    }
-
-    /// The pool's name (its metrics' `pool` label).
-    pub fn name(&self) -> &str {
-        self.reconnector.retrier().label()
+    pub fn builder<T: MakeTls>(pg_config: PgConfig, tls: T) -> ManagerBuilder {
+        crate::ManagerBuilder::new(Connector::new(pg_config, ConnectWith::Tls(Box::new(tls))))
     }
 
     /// The tokio-postgres configuration connections are made with.
-    pub fn pg_config(&self) -> &tokio_postgres::Config {
-        self.connector.config()
+    pub fn pg_config(&self) -> &PgConfig {
+        &self.backend().pg_config
     }
 }
 
-type MakeConnector = Box<dyn FnOnce(tokio_postgres::Config, Arc<PoolEvents>) -> PgConnector>;
-
-/// Builds a [`Manager`]; see [`Manager::builder`].
-#[must_use = "call `build()` to get the manager"]
-pub struct ManagerBuilder {
-    pg_config: tokio_postgres::Config,
-    tls: MakeConnector,
-    config: ManagerConfig,
-    settings: ConnectSettings,
-}
-
-impl ManagerBuilder {
-    connect_settings_methods!();
-
+impl crate::ManagerBuilder<Connector> {
     /// How connections are checked before reuse. Default: [`RecyclingMethod::Fast`].
     pub fn recycling_method(mut self, method: RecyclingMethod) -> Self {
-        self.config.recycling_method = method;
+        self.backend.config.recycling_method = method;
         self
     }
 
     /// deadpool-postgres's manager configuration as a whole.
     pub fn manager_config(mut self, config: ManagerConfig) -> Self {
-        self.config = config;
+        self.backend.config = config;
         self
     }
+}
 
-    /// Builds the manager.
-    pub fn build(self) -> Manager {
-        let reconnector = self.settings.into_reconnector();
-        Manager {
-            config: self.config,
-            connector: (self.tls)(self.pg_config, reconnector.events().clone()),
-            reconnector,
+impl Connector {
+    fn new(pg_config: PgConfig, connect: ConnectWith) -> Self {
+        Self {
+            pg_config,
+            connect,
+            config: ManagerConfig::default(),
             statement_caches: StatementCaches::default(),
         }
     }
+
+    /// deadpool-postgres's manager configuration.
+    pub fn manager_config(&self) -> &ManagerConfig {
+        &self.config
+    }
 }
 
-impl managed::Manager for Manager {
-    type Type = ClientWrapper;
-    type Error = Error;
+impl sealed::Sealed for Connector {}
 
-    async fn create(&self) -> Result<ClientWrapper, Error> {
-        // Boxed: the reconnect future is large, and deadpool embeds `create` in every `get()`
-        // future, so unboxed it would slow down every checkout, not just the rare create.
-        let (client, task) = Box::pin(self.reconnector.connect(&self.connector)).await?;
-        let wrapper = ClientWrapper::new(client, task);
-        self.statement_caches.attach(&wrapper.statement_cache);
-        Ok(wrapper)
+impl Backend for Connector {
+    type Connection = ClientWrapper;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self, pool: &PoolContext) -> Result<ClientWrapper, tokio_postgres::Error> {
+        let (client, task) = match &self.connect {
+            ConnectWith::Tls(tls) => tls.connect(&self.pg_config, pool).await?,
+            ConnectWith::Custom(connect) => connect.connect(&self.pg_config).await?,
+        };
+        Ok(ClientWrapper::new(client, task))
     }
 
-    async fn recycle(
+    fn is_broken(&self, client: &mut ClientWrapper) -> bool {
+        client.is_closed()
+    }
+
+    async fn ping(client: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
+        client.simple_query("").await.map(drop)
+    }
+
+    fn recycle_check(
         &self,
         client: &mut ClientWrapper,
-        _: &Metrics,
-    ) -> managed::RecycleResult<Error> {
-        let events = self.reconnector.events();
-        if client.is_closed() {
-            events.recycle_failed(&"connection closed");
-            return Err(managed::RecycleError::message("connection closed"));
-        }
-        let Some(sql) = self.config.recycling_method.query() else {
-            return Ok(());
-        };
-        let bound = self.reconnector.attempt_timeout();
-        Box::pin(Error::check(bound, client.simple_query(sql)))
-            .await
-            .map(drop)
-            .map_err(|error| {
-                events.recycle_failed(&error);
-                managed::RecycleError::Backend(error)
-            })
+    ) -> Option<impl Future<Output = Result<(), tokio_postgres::Error>> + Send> {
+        let sql = self.config.recycling_method.query()?;
+        Some(async move { client.simple_query(sql).await.map(drop) })
     }
 
-    fn detach(&self, object: &mut ClientWrapper) {
-        self.statement_caches.detach(&object.statement_cache);
+    fn created(&self, client: &ClientWrapper) {
+        self.statement_caches.attach(&client.statement_cache);
+    }
+
+    fn detached(&self, client: &mut ClientWrapper) {
+        self.statement_caches.detach(&client.statement_cache);
     }
 }
 
-impl fmt::Debug for Manager {
+impl fmt::Debug for Connector {
+    /// tokio-postgres's `Config` redacts the password in its `Debug`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manager")
-            .field("config", &self.config)
-            .field("connector", &self.connector)
-            .field("policy", self.reconnector.retrier().policy())
-            .finish_non_exhaustive()
-    }
-}
-
-impl fmt::Debug for ManagerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagerBuilder")
+        f.debug_struct("Connector")
             .field("pg_config", &self.pg_config)
             .field("config", &self.config)
-            .field("settings", &self.settings)
+            .field(
+                "connect",
+                &match self.connect {
+                    ConnectWith::Tls(_) => "dbretry",
+                    ConnectWith::Custom(_) => "custom",
+                },
+            )
             .finish_non_exhaustive()
     }
 }

@@ -2,7 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::{ConnectAttempts, Diagnostics, Error, ErrorClass, RecordedError};
+use crate::{ConnectAttempts, Diagnostics, Error, ErrorClass, Failure};
 
 /// Healthy or not, and why, in a sentence without host, user or password.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -99,13 +99,13 @@ impl HealthReport {
     }
 }
 
-impl From<&RecordedError> for LastError {
-    fn from(recorded: &RecordedError) -> Self {
+impl From<&Failure> for LastError {
+    fn from(recorded: &Failure) -> Self {
         Self {
-            class: recorded.class,
-            code: code_of(&*recorded.error),
+            class: recorded.class(),
+            code: recorded.database_code().map(|code| code.text()),
             age_seconds: SystemTime::now()
-                .duration_since(recorded.at)
+                .duration_since(recorded.at())
                 .unwrap_or_default()
                 .as_secs(),
         }
@@ -120,34 +120,12 @@ fn describe(error: &Error) -> String {
     };
     let class = error.class().map_or("unknown", ErrorClass::as_str);
     let code = error
-        .cause()
-        .and_then(|cause| code_of(cause))
-        .map(|code| format!(", code {code}"))
+        .database_code()
+        .map(|code| format!(", code {}", code.text()))
         .unwrap_or_default();
     format!(
         "{what}: {class} error ({}{code}) after {} attempt(s)",
         error.kind().as_str(),
         error.attempts()
     )
-}
-
-/// The SQLSTATE or SQLite code of the first error in the chain that has one.
-pub(crate) fn code_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        #[cfg(feature = "postgres")]
-        if let Some(code) = error
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(tokio_postgres::Error::code)
-        {
-            return Some(code.code().to_owned());
-        }
-        #[cfg(feature = "sqlite")]
-        if let Some(rusqlite::Error::SqliteFailure(e, _)) = error.downcast_ref::<rusqlite::Error>()
-        {
-            return Some(e.extended_code.to_string());
-        }
-        next = error.source();
-    }
-    None
 }

@@ -17,7 +17,7 @@ use super::RetryPolicy;
 /// assert_eq!(delays, [100, 200, 400, 800].map(Duration::from_millis));
 /// # Ok::<(), dbretry::ConfigError>(())
 /// ```
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Schedule<R> {
     policy: RetryPolicy,
     rng: R,

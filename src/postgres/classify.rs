@@ -78,16 +78,3 @@ fn io_cause(error: &tokio_postgres::Error) -> Option<&io::Error> {
 fn is_session_attrs_mismatch(io: &io::Error) -> bool {
     io.kind() == io::ErrorKind::PermissionDenied && io.raw_os_error().is_none()
 }
-
-/// What to check, for the SQLSTATEs users meet when a pool cannot connect.
-pub(crate) fn hint_for_sqlstate(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "28P01" | "28000" => "check the user name and password, and pg_hba.conf",
-        "3D000" => "check the database name in the connection settings",
-        "53300" => {
-            "the server has no free connection slots: lower pool sizes or raise max_connections"
-        }
-        "57P03" => "the server is starting up, shutting down or in recovery",
-        _ => return None,
-    })
-}

@@ -1,32 +1,21 @@
-//! Opening one PostgreSQL connection: the tokio-postgres config, a TLS connector (type-erased so
-//! managers need not be generic over it), and the task that drives the connection, whose
-//! terminal error is logged and recorded instead of lost.
+//! Opening one PostgreSQL connection: the TLS bounds, and the task that drives the connection,
+//! whose terminal error is reported to the pool instead of lost.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, Socket};
 
-use crate::events::PoolEvents;
-use crate::reconnect::ConnectOnce;
-
-type ConnectFuture<'a> = Pin<
-    Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send + 'a>,
->;
+use crate::manager::PoolContext;
 
 /// A TLS connector usable from spawned tasks: `tokio_postgres::NoTls`, the rustls connector of
-/// the `tls-rustls` feature, `postgres-native-tls`'s, … — any `MakeTlsConnect` whose parts are
-/// `Send + Sync` (the bounds tokio-postgres's own pools ask for, in one name).
+/// the `tls-rustls` feature, `postgres-native-tls`'s, … — any `MakeTlsConnect` with the bounds
+/// bb8-postgres asks for, in one name.
 pub trait MakeTls:
-    MakeTlsConnect<
-        Socket,
-        Stream: Send + Sync + 'static,
-        TlsConnect: Send + Sync + TlsConnect<Socket, Future: Send>,
-    > + Clone
+    MakeTlsConnect<Socket, Stream: Send + Sync, TlsConnect: Send + TlsConnect<Socket, Future: Send>>
+    + Clone
     + Send
     + Sync
     + 'static
@@ -36,68 +25,40 @@ pub trait MakeTls:
 impl<T> MakeTls for T
 where
     T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
-    T::Stream: Send + Sync + 'static,
-    T::TlsConnect: Send + Sync,
+    T::Stream: Send + Sync,
+    T::TlsConnect: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
 }
 
-trait ErasedConnect: Send + Sync {
-    fn connect<'a>(&'a self, config: &'a Config, events: Arc<PoolEvents>) -> ConnectFuture<'a>;
-}
+pub(crate) type ConnectFuture<'a> = Pin<
+    Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send + 'a>,
+>;
 
-struct WithTls<T>(T);
-
-impl<T: MakeTls> ErasedConnect for WithTls<T> {
-    fn connect<'a>(&'a self, config: &'a Config, events: Arc<PoolEvents>) -> ConnectFuture<'a> {
-        let tls = self.0.clone();
-        Box::pin(async move {
-            let (client, connection) = config.connect(tls).await?;
-            let task = tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    events.connection_closed_with(error);
-                }
-            });
-            Ok((client, task))
-        })
-    }
-}
-
-/// Opens PostgreSQL connections for one pool.
-pub(crate) struct PgConnector {
-    config: Config,
-    tls: Box<dyn ErasedConnect>,
-    events: Arc<PoolEvents>,
-}
-
-impl PgConnector {
-    pub(crate) fn new<T: MakeTls>(config: Config, tls: T, events: Arc<PoolEvents>) -> Self {
-        Self {
-            config,
-            tls: Box::new(WithTls(tls)),
-            events,
+/// Connects once with `config` and `tls`, and spawns the connection's task; an error that
+/// ends the connection later goes to `pool`.
+pub(crate) async fn connect_with<T: MakeTls>(
+    config: &Config,
+    tls: T,
+    pool: &PoolContext,
+) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    let (client, connection) = config.connect(tls).await?;
+    let pool = pool.clone();
+    let task = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            pool.connection_ended_with(error);
         }
-    }
-
-    pub(crate) fn config(&self) -> &Config {
-        &self.config
-    }
+    });
+    Ok((client, task))
 }
 
-impl ConnectOnce for PgConnector {
-    type Connection = (Client, JoinHandle<()>);
-    type Error = tokio_postgres::Error;
-
-    fn connect_once(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send {
-        self.tls.connect(&self.config, self.events.clone())
-    }
+/// A TLS connector with its type erased, so that deadpool's manager need not be generic.
+pub(crate) trait ErasedTls: Send + Sync {
+    fn connect<'a>(&'a self, config: &'a Config, pool: &'a PoolContext) -> ConnectFuture<'a>;
 }
 
-impl fmt::Debug for PgConnector {
-    /// tokio-postgres's `Config` redacts the password in its `Debug`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgConnector")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+impl<T: MakeTls> ErasedTls for T {
+    fn connect<'a>(&'a self, config: &'a Config, pool: &'a PoolContext) -> ConnectFuture<'a> {
+        Box::pin(connect_with(config, self.clone(), pool))
     }
 }

@@ -4,26 +4,18 @@
 mod hooks;
 mod run;
 
-use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
 
 pub use self::hooks::{RetryEvent, SuccessEvent};
-pub(crate) use self::run::{Attempt, Failure, Run};
+pub(crate) use self::run::{Attempt, Run};
 
 use self::hooks::Hooks;
-use crate::classify::{Classify, Phase};
+use crate::classify::{OperationError, Phase};
 use crate::{Error, RetryPolicy};
 
-/// An error a retried operation may fail with: anything that [classifies](Classify) itself
-/// and can be boxed — any `std::error::Error + Send + Sync` type, and
-/// `Box<dyn std::error::Error + Send + Sync>`.
-pub trait OperationError: Classify + Into<Box<dyn StdError + Send + Sync>> {}
-
-impl<E: Classify + Into<Box<dyn StdError + Send + Sync>>> OperationError for E {}
-
 /// Runs async operations under a [`RetryPolicy`], retrying only what the operation's error
-/// [classifies](Classify) as transient, with hooks on retry, give-up and success and a
+/// [classifies](crate::Classify) as transient, with hooks on retry, give-up and success and a
 /// `tracing` event for each retry (attempt, delay, error class — never a password).
 ///
 /// ```no_run

@@ -2,38 +2,21 @@
 //! retry loop and the pools' shared reconnect.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Retrier;
 use super::hooks::{RetryEvent, SuccessEvent};
-use super::{OperationError, Retrier};
-use crate::classify::{AttemptTimedOut, ErrorClass, Phase};
-use crate::error::{Error, ErrorChain, ErrorKind, SharedCause};
+use crate::classify::{AttemptTimedOut, ErrorClass, OperationError, Phase};
+use crate::error::{Error, ErrorKind};
+use crate::failure::{ErrorChain, Failure};
 use crate::metrics;
 
 /// The outcome of one try.
 pub(crate) enum Attempt<T> {
     Succeeded(T),
     Failed(Failure),
-}
-
-/// A failed try: its error and class. Cheap to clone so that one failure can be reported to
-/// every caller waiting on the same reconnect.
-#[derive(Clone, Debug)]
-pub(crate) struct Failure {
-    pub(crate) cause: SharedCause,
-    pub(crate) class: ErrorClass,
-}
-
-impl Failure {
-    pub(crate) fn new<E: OperationError>(error: E, phase: Phase) -> Self {
-        Self {
-            class: error.classify(phase),
-            cause: Arc::from(error.into()),
-        }
-    }
 }
 
 pub(crate) struct Run<'r> {
@@ -51,7 +34,10 @@ impl<'r> Run<'r> {
         Self {
             retrier,
             start,
-            deadline: retrier.policy.max_elapsed.map(|limit| start + limit),
+            deadline: retrier
+                .policy
+                .max_elapsed
+                .map(|limit| crate::time::later(start, limit)),
             attempts: 0,
             last_failure: None,
             squeezed_last_try: false,
@@ -89,7 +75,7 @@ impl<'r> Run<'r> {
         };
         let outcome_label = match &outcome {
             Ok(_) => "success",
-            Err(failure) => failure.class.as_str(),
+            Err(failure) => failure.class().as_str(),
         };
         metrics::attempt(self.label(), self.phase(), outcome_label, began.elapsed());
         match outcome {
@@ -141,7 +127,7 @@ impl<'r> Run<'r> {
         };
         if self.attempts > 1 {
             tracing::info!(
-                target: "dbretry",
+                target: "dbretry::retry",
                 attempts = event.attempts,
                 elapsed_ms = millis(event.elapsed),
                 "succeeded after retrying"
@@ -195,17 +181,16 @@ impl<'r> Run<'r> {
     }
 
     fn check_continue_quietly(&self, failure: &Failure, delay: Duration) -> Result<(), Error> {
-        let kind = if failure.class == ErrorClass::Permanent {
+        let kind = if failure.class() == ErrorClass::Permanent {
             match self.retrier.phase {
                 Phase::Connect => ErrorKind::Connection,
                 _ => ErrorKind::Query,
             }
         } else if self.attempts >= self.retrier.policy.max_attempts {
             ErrorKind::RetryExhausted
-        } else if self
-            .deadline
-            .is_some_and(|d| Instant::now() + delay + TIMER_GRANULARITY >= d)
-        {
+        } else if self.deadline.is_some_and(|d| {
+            crate::time::later(Instant::now(), delay.saturating_add(TIMER_GRANULARITY)) >= d
+        }) {
             ErrorKind::Timeout
         } else {
             return Ok(());
@@ -218,18 +203,18 @@ impl<'r> Run<'r> {
             attempt: self.attempts,
             delay,
             elapsed: self.start.elapsed(),
-            class: failure.class,
-            error: &*failure.cause,
+            class: failure.class(),
+            error: failure.cause(),
         };
         metrics::retry(self.label(), self.phase(), delay);
         tracing::warn!(
-            target: "dbretry",
+            target: "dbretry::retry",
             pool = self.label(),
             attempt = event.attempt,
             max_attempts = self.retrier.policy.max_attempts,
             delay_ms = millis(delay),
-            class = failure.class.as_str(),
-            error = %ErrorChain(&*failure.cause),
+            class = failure.class().as_str(),
+            error = %ErrorChain(failure.cause()),
             "transient failure, retrying"
         );
         if let Some(hook) = &self.retrier.hooks.on_retry {
@@ -243,20 +228,14 @@ impl<'r> Run<'r> {
     }
 
     fn final_error(&self, kind: ErrorKind, failure: Option<&Failure>) -> Error {
-        Error::new(
-            kind,
-            self.attempts,
-            self.start.elapsed(),
-            failure.map(|f| f.class),
-            failure.map(|f| f.cause.clone()),
-        )
+        Error::new(kind, self.attempts, self.start.elapsed(), failure.cloned())
     }
 
     fn announce_give_up(&self, error: Error) -> Error {
         let kind = error.kind();
         metrics::give_up(self.label(), self.phase(), kind.give_up_reason());
         tracing::error!(
-            target: "dbretry",
+            target: "dbretry::retry",
             pool = self.label(),
             reason = kind.as_str(),
             attempts = self.attempts,

@@ -25,16 +25,3 @@ impl Classify for rusqlite::Error {
         )
     }
 }
-
-/// What to check, for the SQLite result codes users meet when opening a database.
-pub(crate) fn hint_for_code(extended_code: i32) -> Option<&'static str> {
-    Some(match extended_code & 0xff {
-        rusqlite::ffi::SQLITE_BUSY => "another connection holds the lock longer than busy_timeout",
-        rusqlite::ffi::SQLITE_CANTOPEN => {
-            "check that the directory exists and the process may read and write it"
-        }
-        rusqlite::ffi::SQLITE_NOTADB => "the file is not an SQLite database",
-        rusqlite::ffi::SQLITE_READONLY => "the database or its directory is read-only",
-        _ => return None,
-    })
-}

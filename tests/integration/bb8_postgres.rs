@@ -85,7 +85,7 @@ async fn a_plain_bb8_pool_times_out_but_the_diagnostics_keep_the_real_cause() {
         .parse()
         .unwrap();
     let manager = manager(config, pool_policy(Duration::from_millis(500)));
-    let diagnostics = dbretry::bb8::RetryingManager::diagnostics(&manager);
+    let diagnostics = manager.diagnostics();
     let pool = bb8::Pool::builder()
         .retry_connection(false)
         .connection_timeout(Duration::from_millis(500))
@@ -97,7 +97,7 @@ async fn a_plain_bb8_pool_times_out_but_the_diagnostics_keep_the_real_cause() {
         .last_connect_error()
         .expect("the connect error was recorded");
     assert_eq!(last.sqlstate(), Some("3D000"));
-    assert_eq!(last.class, dbretry::ErrorClass::Permanent);
+    assert_eq!(last.class(), dbretry::ErrorClass::Permanent);
 }
 
 #[tokio::test]
@@ -127,7 +127,8 @@ async fn every_caller_fails_at_its_deadline_with_the_last_real_cause_when_the_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_restart_under_load_gives_no_get_error_and_no_dead_connection_afterwards() {
     let pg = PgCluster::start().await;
-    let pool = pool(pg.config(), pool_policy(Duration::from_secs(20)), 10).await;
+    const BUDGET: Duration = Duration::from_secs(20);
+    let pool = pool(pg.config(), pool_policy(BUDGET), 10).await;
     let load = Load::start(32, {
         let pool = pool.clone();
         move || {
@@ -146,7 +147,7 @@ async fn a_fast_restart_under_load_gives_no_get_error_and_no_dead_connection_aft
     pg.restart_fast().await;
     assert_ne!(pg.postmaster_pid(), old_postmaster, "the server restarted");
     let ok_at_restart = load.ok();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.wait_for_more_than(ok_at_restart, BUDGET).await;
     let (ok, get_errors) = load.stop().await;
     assert_eq!(get_errors, 0);
     assert!(ok > ok_at_restart, "work resumed after the restart");

@@ -27,7 +27,7 @@ async fn an_open_circuit_fails_fast_without_connecting_then_admits_one_probe() {
     let cool_down = Duration::from_millis(800);
     let manager = Manager::builder(pg.config(), NoTls)
         .policy(policy)
-        .circuit_breaker(CircuitBreaker::new(3, cool_down))
+        .circuit_breaker(CircuitBreaker::new(3, cool_down).unwrap())
         .build();
     let diagnostics = manager.diagnostics();
     let pool = Pool::builder(manager).max_size(4).build().unwrap();
@@ -88,7 +88,7 @@ async fn a_failed_probe_opens_the_circuit_again() {
                 .build()
                 .unwrap(),
         )
-        .circuit_breaker(CircuitBreaker::new(2, cool_down))
+        .circuit_breaker(CircuitBreaker::new(2, cool_down).unwrap())
         .build();
     let diagnostics = manager.diagnostics();
     let pool = Pool::builder(manager).max_size(2).build().unwrap();

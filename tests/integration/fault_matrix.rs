@@ -191,9 +191,17 @@ fn idle_closed(pool: &Pool) -> usize {
     closed
 }
 
+/// Checks that the pool recovers: its health check passes, within [`SETTLE`] (a loaded
+/// machine may need more than one 2 s check to reconnect).
 async fn assert_healthy(pool: &(impl HealthTarget + ?Sized)) {
-    let status = dbretry::health::check(pool).await;
-    assert!(status.healthy, "{status:?}");
+    let started = Instant::now();
+    loop {
+        let status = dbretry::health::check(pool).await;
+        if status.healthy {
+            return;
+        }
+        assert!(started.elapsed() < SETTLE, "{status:?}");
+    }
 }
 
 /// Resident memory of this test process in KiB (printed, never asserted: tests share it).
@@ -242,7 +250,7 @@ async fn a_server_in_recovery_is_waited_out_and_every_caller_is_served_after_pro
         .last_connect_error()
         .expect("57P03 was recorded");
     assert_eq!(last.sqlstate(), Some("57P03"), "{last:?}");
-    assert_eq!(last.class, ErrorClass::Transient);
+    assert_eq!(last.class(), ErrorClass::Transient);
     assert_eq!(attempts.permanent, 0);
     assert!((1..=4).contains(&attempts.succeeded), "{attempts:?}");
     // Waited a second: at least the first try and a probe; at most one probe per ~100 ms.
@@ -279,7 +287,7 @@ async fn bb8_a_server_in_recovery_is_waited_out_and_every_caller_is_served_after
     let attempts = pool.diagnostics().connect_attempts();
     let last = pool.diagnostics().last_connect_error().expect("recorded");
     assert_eq!(last.sqlstate(), Some("57P03"), "{last:?}");
-    assert_eq!(last.class, ErrorClass::Transient);
+    assert_eq!(last.class(), ErrorClass::Transient);
     assert_eq!(attempts.permanent, 0);
     assert!(attempts.transient >= 2, "{attempts:?}");
     assert!(
@@ -369,8 +377,8 @@ async fn terminated_idle_connections_are_never_handed_out_and_their_57p01_is_rec
     let last = diagnostics
         .last_connection_error()
         .expect("the connection tasks recorded how their sessions ended");
-    assert!(is_session_ended(&*last.error), "{last:?}");
-    assert_eq!(last.class, ErrorClass::Transient);
+    assert!(is_session_ended(last.cause()), "{last:?}");
+    assert_eq!(last.class(), ErrorClass::Transient);
 
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -391,7 +399,7 @@ async fn terminated_idle_connections_are_never_handed_out_and_their_57p01_is_rec
         "terminated: connection tasks noticed within {noticed:?}; last connection error {:?} \
          ({:?}); {attempts:?}",
         last.sqlstate(),
-        last.error.to_string()
+        last.cause().to_string()
     );
     drop(clients);
     assert_healthy(&pool).await;
@@ -440,7 +448,7 @@ async fn bb8_terminated_idle_connections_are_never_handed_out() {
     })
     .await;
     let last = diagnostics.last_connection_error().unwrap();
-    assert!(is_session_ended(&*last.error), "{last:?}");
+    assert!(is_session_ended(last.cause()), "{last:?}");
     let attempts = diagnostics.connect_attempts();
     assert_eq!(attempts.transient + attempts.permanent, 0, "{attempts:?}");
     assert!(attempts.succeeded >= 5, "{attempts:?}");
@@ -494,7 +502,7 @@ async fn a_crashed_backend_ends_every_session_and_the_pool_recovers_without_get_
     );
     let last = diagnostics.last_connect_error();
     if let Some(last) = &last {
-        assert_eq!(last.class, ErrorClass::Transient, "{last:?}");
+        assert_eq!(last.class(), ErrorClass::Transient, "{last:?}");
     }
     println!(
         "backend crash: other session got {:?} / {}, crashed one {}; of 8 callers the first was \
@@ -504,7 +512,7 @@ async fn a_crashed_backend_ends_every_session_and_the_pool_recovers_without_get_
         support::error_chain(&crashed_error),
         first_served - crashed,
         last_served - crashed,
-        last.map(|e| support::error_chain(&*e.error))
+        last.map(|e| support::error_chain(e.cause()))
     );
     assert_healthy(&pool).await;
 }
@@ -518,7 +526,9 @@ async fn out_of_connection_slots_53300_is_backed_off_and_reported_at_the_deadlin
         .await;
     let url = pg.url_with("limited", "limited-pw", DATABASE);
     let held = support::connect_url(&url).await.unwrap();
-    let budget = Duration::from_millis(700);
+    // Room for several tries however long one takes on this machine now.
+    let one_try = support::time_to_connect(&pg.config()).await;
+    let budget = Duration::from_millis(700).max(one_try * 10);
     let pool = deadpool(
         url.parse().unwrap(),
         pool_policy(budget),
@@ -933,7 +943,7 @@ async fn a_storm_of_1000_waiters_makes_one_schedule_of_attempts_and_leaves_no_ta
     );
     assert!(gave_up_connecting >= 10, "{gave_up_connecting}");
     let last = diagnostics.last_connect_error().expect("recorded");
-    let last_io = last.error.downcast_ref::<tokio_postgres::Error>();
+    let last_io = last.cause().downcast_ref::<tokio_postgres::Error>();
     assert_eq!(
         last_io.and_then(|e| support::io_error_kind(e)),
         Some(io::ErrorKind::ConnectionRefused),
@@ -1193,7 +1203,7 @@ async fn after_a_failover_callers_end_up_on_the_promoted_replica() {
     // multi-host connect reports the last host's error.
     let rejected_as_read_only = || {
         diagnostics.last_connect_error().is_some_and(|last| {
-            let error = last.error.downcast_ref::<tokio_postgres::Error>();
+            let error = last.cause().downcast_ref::<tokio_postgres::Error>();
             error.and_then(|e| support::io_error_kind(e)) == Some(io::ErrorKind::PermissionDenied)
         })
     };
@@ -1210,7 +1220,7 @@ async fn after_a_failover_callers_end_up_on_the_promoted_replica() {
     }
     let served = promoted.elapsed();
 
-    assert_eq!(last_before_promote.class, ErrorClass::Transient);
+    assert_eq!(last_before_promote.class(), ErrorClass::Transient);
     assert!(before_promote.transient >= 1, "{before_promote:?}");
     let attempts = diagnostics.connect_attempts();
     assert_eq!(attempts.permanent, 0, "{attempts:?}");
@@ -1221,7 +1231,7 @@ async fn after_a_failover_callers_end_up_on_the_promoted_replica() {
     println!(
         "failover: before promote {before_promote:?}, last error {:?}; callers served {served:?} \
          after promote() returned; {attempts:?}",
-        support::error_chain(&*last_before_promote.error)
+        support::error_chain(last_before_promote.cause())
     );
     assert_healthy(&pool).await;
 }

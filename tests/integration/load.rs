@@ -67,6 +67,19 @@ impl Load {
         self.ok.load(Ordering::Relaxed)
     }
 
+    /// Waits until more than `count` steps have succeeded; panics after `limit` (the callers'
+    /// own budget: past it they would have failed anyway).
+    pub(crate) async fn wait_for_more_than(&self, count: usize, limit: std::time::Duration) {
+        let started = tokio::time::Instant::now();
+        while self.ok() <= count {
+            assert!(
+                started.elapsed() < limit,
+                "no successful step within {limit:?} (still {count})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stops every caller; returns (successful steps, `get()` errors).
     pub(crate) async fn stop(mut self) -> (usize, usize) {
         self.stop.notify_waiters();

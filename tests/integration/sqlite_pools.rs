@@ -345,7 +345,7 @@ async fn switching_to_wal_waits_out_a_held_lock_under_the_policy() {
     assert!(attempts.transient >= 1, "{attempts:?}");
     assert_eq!(attempts.succeeded, 1);
     let last = diagnostics.last_connect_error().unwrap();
-    assert!(last.error.to_string().contains("locked"), "{:?}", last);
+    assert!(last.cause().to_string().contains("locked"), "{:?}", last);
 }
 
 mod bb8_sqlite {

@@ -36,6 +36,14 @@ pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
     Ok(client)
 }
 
+/// How long one connect with `config` takes on this machine now (TCP, startup and SCRAM
+/// authentication), for deriving budgets that must leave room for several tries.
+pub async fn time_to_connect(config: &Config) -> std::time::Duration {
+    let started = tokio::time::Instant::now();
+    connect(config).await.expect("connect to measure the time it takes");
+    started.elapsed()
+}
+
 /// Connects to a `postgres://` URL (no TLS) and spawns the connection task.
 pub async fn connect_url(url: &str) -> Result<Client, tokio_postgres::Error> {
     connect(&url.parse::<Config>()?).await

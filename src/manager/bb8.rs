@@ -1,0 +1,118 @@
+//! The bb8 adapter: [`RetryingManager`] as a `bb8::ManageConnection`.
+//!
+//! bb8 opens connections in background tasks and tells waiting `get()`s nothing about why one
+//! failed. Failures that end a wait (a permanent error, an open circuit) are therefore handed
+//! to one waiting [`dbretry::bb8::Pool::get`](crate::bb8::Pool::get) each, through
+//! [`GiveUps`]: a connect made for one waiter ends that waiter, not every waiter.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{Backend, RetryingManager, check_within};
+use crate::Error;
+use crate::error::ErrorKind;
+
+tokio::task_local! {
+    /// The deadline of the `dbretry::bb8::Pool::get` running on this task, so that bb8's
+    /// checkout test ends before it (a check cut by the caller's timeout would hand the
+    /// connection back to the pool untested).
+    pub(crate) static CHECKOUT_DEADLINE: Instant;
+}
+
+impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
+    type Connection = B::Connection;
+    type Error = Error;
+
+    async fn connect(&self) -> Result<B::Connection, Error> {
+        let started = Instant::now();
+        let result = self.open().await;
+        if let Err(error) = &result
+            && ends_a_wait(error)
+        {
+            self.shared.0.give_ups.publish(error.clone(), started);
+        }
+        result
+    }
+
+    /// A ping bounded by the attempt timeout and by what is left of the caller's budget; a
+    /// connection that fails it is dropped by bb8 and replaced.
+    async fn is_valid(&self, connection: &mut B::Connection) -> Result<(), Error> {
+        let mut bound = self.shared.0.gate.attempt_timeout();
+        if let Ok(deadline) = CHECKOUT_DEADLINE.try_with(|deadline| *deadline) {
+            bound = bound.min(deadline.saturating_duration_since(Instant::now()));
+        }
+        let checked = check_within(bound, B::ping(connection)).await;
+        if let Err(error) = &checked {
+            self.shared.0.events.recycle_failed(error);
+            self.shared.0.connection_lost(Instant::now());
+        }
+        checked
+    }
+
+    fn has_broken(&self, connection: &mut B::Connection) -> bool {
+        let broken = self.backend.is_broken(connection);
+        if broken {
+            self.shared.0.connection_lost(Instant::now());
+        }
+        broken
+    }
+}
+
+/// A connect's failure that should end the `get()` it was made for rather than leave it
+/// waiting for its deadline: a permanent error, or an open circuit.
+fn ends_a_wait(error: &Error) -> bool {
+    matches!(error.kind(), ErrorKind::Connection | ErrorKind::CircuitOpen)
+}
+
+/// Connect failures waiting for a waiter, oldest first; each goes to one waiter.
+#[derive(Debug, Default)]
+pub(crate) struct GiveUps {
+    queue: Mutex<VecDeque<(Instant, Error)>>,
+    arrived: Notify,
+}
+
+/// Failures nobody took are not kept past this many.
+const KEPT: usize = 64;
+
+impl GiveUps {
+    fn publish(&self, error: Error, connect_started: Instant) {
+        {
+            let mut queue = self.lock();
+            if queue.len() == KEPT {
+                queue.pop_front();
+            }
+            queue.push_back((connect_started, error));
+        }
+        self.arrived.notify_one();
+    }
+
+    /// The next failure of a connect that began at or after `since` (older ones belonged to
+    /// earlier waiters and are dropped).
+    pub(crate) async fn next_since(&self, since: Instant) -> Error {
+        loop {
+            let arrived = self.arrived.notified();
+            {
+                let mut queue = self.lock();
+                while let Some((started, error)) = queue.pop_front() {
+                    if started + SLACK >= since {
+                        return error;
+                    }
+                }
+            }
+            arrived.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Error)>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// bb8 starts the connect for a waiter just after the waiter's own clock reading.
+const SLACK: Duration = Duration::from_millis(1);

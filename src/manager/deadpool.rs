@@ -1,0 +1,102 @@
+//! The deadpool adapter: [`RetryingManager`] as a `deadpool::managed::Manager`, and its pools as
+//! health-check targets.
+
+use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
+use tokio::time::Instant;
+
+use super::{Backend, RetryingManager, check_within};
+use crate::Error;
+use crate::error::ErrorKind;
+use crate::events::Diagnostics;
+use crate::health::{HealthTarget, PingFuture, PoolOccupancy};
+
+impl<B: Backend> managed::Manager for RetryingManager<B> {
+    type Type = B::Connection;
+    type Error = Error;
+
+    async fn create(&self) -> Result<B::Connection, Error> {
+        // Boxed: the connect future is large, and deadpool embeds `create` in every `get()`
+        // future, so unboxed it would slow down every checkout, not just the rare create.
+        Box::pin(self.open()).await
+    }
+
+    async fn recycle(
+        &self,
+        connection: &mut B::Connection,
+        metrics: &Metrics,
+    ) -> RecycleResult<Error> {
+        let last_alive = Instant::from_std(metrics.recycled.unwrap_or(metrics.created));
+        let events = &self.shared.0.events;
+        if self.backend.is_broken(connection) {
+            events.recycle_failed(&"connection closed");
+            self.shared.0.connection_lost(last_alive);
+            return Err(RecycleError::message("connection closed"));
+        }
+        let Some(check) = self.backend.recycle_check(connection) else {
+            return Ok(());
+        };
+        let bound = self.shared.0.gate.attempt_timeout();
+        Box::pin(check_within(bound, check)).await.map_err(|error| {
+            events.recycle_failed(&error);
+            self.shared.0.connection_lost(last_alive);
+            RecycleError::Backend(error)
+        })
+    }
+
+    fn detach(&self, connection: &mut B::Connection) {
+        self.backend.detached(connection);
+    }
+}
+
+/// A deadpool error as this crate's error: the manager's own error as it is, deadpool's
+/// time-outs and closed pool with the last connect failure as their cause.
+pub(crate) fn from_pool_error(error: PoolError<Error>, diagnostics: &Diagnostics) -> Error {
+    match error {
+        PoolError::Backend(error) => error,
+        PoolError::Timeout(_) => Error::new(
+            ErrorKind::Timeout,
+            0,
+            std::time::Duration::ZERO,
+            diagnostics.last_connect_error(),
+        ),
+        other => Error::new(
+            ErrorKind::Connection,
+            0,
+            std::time::Duration::ZERO,
+            Some(crate::Failure::new(
+                Box::<dyn std::error::Error + Send + Sync>::from(other.to_string()),
+                crate::Phase::Connect,
+            )),
+        ),
+    }
+}
+
+impl<B: Backend> HealthTarget for managed::Pool<RetryingManager<B>> {
+    fn ping(&self) -> PingFuture<'_> {
+        Box::pin(async move {
+            let mut connection = self
+                .get()
+                .await
+                .map_err(|e| from_pool_error(e, &self.manager().diagnostics()))?;
+            self.manager().ping(&mut connection).await
+        })
+    }
+
+    fn occupancy(&self) -> Option<PoolOccupancy> {
+        let status = self.status();
+        Some(PoolOccupancy {
+            size: status.size,
+            idle: status.available,
+            waiters: status.waiting,
+            max_size: status.max_size,
+        })
+    }
+
+    fn diagnostics(&self) -> Option<Diagnostics> {
+        Some(self.manager().diagnostics())
+    }
+
+    fn pool_name(&self) -> &str {
+        self.manager().name()
+    }
+}
