@@ -174,6 +174,60 @@ async fn harness_proxy_black_hole_stalls_queries() {
 }
 
 #[tokio::test]
+async fn harness_proxy_silence_black_holes_open_connections_and_passes_new_ones() {
+    let pg = PgCluster::start().await;
+    let proxy = FaultProxy::start(pg.socket_addr()).await;
+    let via_proxy = pg.config_via(proxy.addr());
+    let asked = connect(&via_proxy).await.unwrap();
+    let idle = connect(&via_proxy).await.unwrap();
+    let row = idle
+        .query_one("SELECT pg_backend_pid(), inet_client_port()", &[])
+        .await
+        .unwrap();
+    let idle_pid: i32 = row.get(0);
+    let idle_port = u16::try_from(row.get::<_, i32>(1)).unwrap();
+    let idle_connection = || {
+        proxy
+            .connections()
+            .into_iter()
+            .find(|c| c.upstream_local.map(|a| a.port()) == Some(idle_port))
+            .expect("the listing names the port the server sees")
+    };
+    assert!(!idle_connection().silenced);
+
+    assert_eq!(proxy.silence_open_connections(), 2);
+    assert_eq!(proxy.silenced_connections(), 2);
+    assert!(idle_connection().silenced);
+    let fresh = connect(&via_proxy).await.expect("new connections pass");
+    select_one(&fresh).await;
+    assert_eq!(proxy.open_connections(), 3);
+    assert_eq!(
+        proxy.silenced_connections(),
+        2,
+        "the new one is not silenced"
+    );
+    let stalled = timeout(Duration::from_millis(500), asked.simple_query("SELECT 1")).await;
+    assert!(stalled.is_err(), "silenced connections answer nothing");
+    assert!(!asked.is_closed(), "and tell the client nothing");
+
+    // The client closes the idle one (a client with a query still waiting
+    // would not: tokio-postgres closes only once every answer has come);
+    // the server is not told.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !idle_connection().client_closed {
+        assert!(Instant::now() < deadline, "{:?}", proxy.connections());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!idle_connection().server_closed);
+    assert!(
+        pg.backend_pids().await.contains(&idle_pid),
+        "the server never heard of it"
+    );
+    select_one(&fresh).await;
+}
+
+#[tokio::test]
 async fn harness_proxy_reset_breaks_open_and_new_connections() {
     let pg = PgCluster::start().await;
     let proxy = FaultProxy::start(pg.socket_addr()).await;

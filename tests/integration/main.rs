@@ -6,6 +6,7 @@ mod cli;
 mod deadpool_postgres;
 mod drop_in;
 mod fault_matrix;
+mod harness_netns;
 mod harness_selftest;
 mod http_health;
 mod load;

@@ -1,10 +1,13 @@
-//! Shared test harness: throwaway PostgreSQL clusters ([`PgCluster`]) and a
-//! TCP fault-injection proxy ([`FaultProxy`]), plus small helpers to inspect
+//! Shared test harness: throwaway PostgreSQL clusters ([`PgCluster`]), a
+//! TCP fault-injection proxy ([`FaultProxy`]), private network namespaces
+//! with a kernel-level black hole ([`netns`]), plus small helpers to inspect
 //! `tokio_postgres` errors.
 //!
 //! Not every helper is used by every test, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod netns;
+pub mod packages;
 pub mod pg;
 pub mod proxy;
 

@@ -3,12 +3,18 @@
 //! [`FaultProxy`] listens on 127.0.0.1 and forwards bytes to an upstream
 //! address. Its [`Mode`] can be switched at run time and affects existing
 //! connections (except where noted) as well as new ones.
+//! [`FaultProxy::silence_open_connections`] black-holes only the connections
+//! open at the call (a silent drop of warm connections while new ones work).
+//!
+//! The proxy's own kernel still ACKs every byte it swallows, so TCP keepalive
+//! and `tcp_user_timeout` never fire through it; for that, see
+//! `super::netns::KernelBlackHole`.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,8 +79,51 @@ struct Shared {
     mode: Mutex<Mode>,
     accepted: AtomicUsize,
     next_id: AtomicU64,
-    /// Kill switches of the open connections, by connection id.
-    connections: Mutex<HashMap<u64, oneshot::Sender<Kill>>>,
+    /// The open connections, by connection id.
+    connections: Mutex<HashMap<u64, Connection>>,
+}
+
+/// The proxy's handle on one open connection.
+struct Connection {
+    /// Dropping or firing it makes the connection task reset its sockets.
+    kill: oneshot::Sender<Kill>,
+    /// The client's address (its port is the client socket's local port).
+    client: SocketAddr,
+    state: Arc<ConnectionState>,
+}
+
+/// What the handle and a connection task share about the connection.
+#[derive(Default)]
+struct ConnectionState {
+    /// Set once the connection is silenced: it forwards nothing from then on.
+    silenced: AtomicBool,
+    /// The client closed (or broke) its end after the connection was silenced.
+    client_closed: AtomicBool,
+    /// The server did, after the connection was silenced.
+    server_closed: AtomicBool,
+    /// The proxy's local address towards the upstream once connected (what
+    /// the server sees as the client, e.g. `pg_stat_activity.client_port`).
+    upstream_local: Mutex<Option<SocketAddr>>,
+}
+
+/// What [`FaultProxy::connections`] tells about one open connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxiedConnection {
+    /// The proxy's id of the connection (increasing in accept order).
+    pub id: u64,
+    /// The client's address, as the proxy sees it.
+    pub client: SocketAddr,
+    /// The proxy's local address towards the upstream; `None` before the
+    /// upstream connect completed and for black-holed accepts.
+    pub upstream_local: Option<SocketAddr>,
+    /// Whether the connection has been silenced.
+    pub silenced: bool,
+    /// Whether the client closed its end after the connection was silenced
+    /// (the proxy told the server nothing).
+    pub client_closed: bool,
+    /// Whether the server closed its end after the connection was silenced
+    /// (the proxy told the client nothing).
+    pub server_closed: bool,
 }
 
 /// Asks a connection task to reset its sockets; it drops the ack when done.
@@ -173,6 +222,64 @@ impl FaultProxy {
         lock(&self.shared.connections).len()
     }
 
+    /// The open connections, in accept order.
+    pub fn connections(&self) -> Vec<ProxiedConnection> {
+        let mut list: Vec<_> = lock(&self.shared.connections)
+            .iter()
+            .map(|(&id, connection)| {
+                let state = &connection.state;
+                ProxiedConnection {
+                    id,
+                    client: connection.client,
+                    upstream_local: *lock(&state.upstream_local),
+                    silenced: state.silenced.load(Ordering::SeqCst),
+                    client_closed: state.client_closed.load(Ordering::SeqCst),
+                    server_closed: state.server_closed.load(Ordering::SeqCst),
+                }
+            })
+            .collect();
+        list.sort_by_key(|connection| connection.id);
+        list
+    }
+
+    /// Silently drops every connection open now, in both directions: from
+    /// the call on, bytes read from either side are discarded, and neither
+    /// side learns anything (no FIN, no RST): when one side closes, the other
+    /// is not told, and the connection stays listed (see
+    /// [`ProxiedConnection::client_closed`]) until both sides have closed,
+    /// a [`Mode::Reset`], or the proxy drops. Connections accepted later
+    /// pass as the mode says. A chunk whose write was already under way may
+    /// still arrive; no chunk read after the call is forwarded. Returns how
+    /// many connections were newly silenced.
+    ///
+    /// This is the "network path to warm idle connections died" fault: the
+    /// proxy's kernel still ACKs, so only an application-level check (a
+    /// query with a timeout) finds these connections dead.
+    pub fn silence_open_connections(&self) -> usize {
+        lock(&self.shared.connections)
+            .values()
+            .filter(|connection| !connection.state.silenced.swap(true, Ordering::SeqCst))
+            .count()
+    }
+
+    /// Silences one open connection (see
+    /// [`FaultProxy::silence_open_connections`]); returns false when no
+    /// connection with this id is open.
+    pub fn silence_connection(&self, id: u64) -> bool {
+        lock(&self.shared.connections)
+            .get(&id)
+            .inspect(|connection| connection.state.silenced.store(true, Ordering::SeqCst))
+            .is_some()
+    }
+
+    /// Open connections that have been silenced.
+    pub fn silenced_connections(&self) -> usize {
+        lock(&self.shared.connections)
+            .values()
+            .filter(|connection| connection.state.silenced.load(Ordering::SeqCst))
+            .count()
+    }
+
     /// Has the accept loop listen or stop listening, and waits until it has.
     async fn set_listening(&self, listen: bool) {
         let (ack, done) = oneshot::channel();
@@ -186,11 +293,11 @@ impl FaultProxy {
 
     /// Resets every open connection and waits until each has closed.
     async fn reset_all(&self) {
-        let switches: Vec<_> = lock(&self.shared.connections).drain().collect();
+        let connections: Vec<_> = lock(&self.shared.connections).drain().collect();
         let mut acks = Vec::new();
-        for (_, switch) in switches {
+        for (_, connection) in connections {
             let (ack, done) = oneshot::channel();
-            if switch.send(Kill { _ack: ack }).is_ok() {
+            if connection.kill.send(Kill { _ack: ack }).is_ok() {
                 acks.push(done);
             }
         }
@@ -261,8 +368,8 @@ async fn accept_loop(
                 biased;
                 request = control.recv() => request,
                 accepted = listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        on_accept(&shared, stream);
+                    if let Ok((stream, client_addr)) = accepted {
+                        on_accept(&shared, stream, client_addr);
                     }
                     continue;
                 }
@@ -318,7 +425,7 @@ fn hold_or_panic(addr: SocketAddr) -> Port {
 }
 
 /// Counts a new connection and resets it or hands it to a connection task.
-fn on_accept(shared: &Arc<Shared>, client: TcpStream) {
+fn on_accept(shared: &Arc<Shared>, client: TcpStream, client_addr: SocketAddr) {
     shared.accepted.fetch_add(1, Ordering::SeqCst);
     let mode = shared.mode();
     if matches!(mode, Mode::Reset | Mode::Refuse) {
@@ -327,53 +434,112 @@ fn on_accept(shared: &Arc<Shared>, client: TcpStream) {
     }
     let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
     let (switch, kill) = oneshot::channel();
-    lock(&shared.connections).insert(id, switch);
-    let limit = match mode {
-        Mode::CutAfter(bytes) => Some(bytes),
-        _ => None,
+    let state = Arc::new(ConnectionState::default());
+    let connection = Connection {
+        kill: switch,
+        client: client_addr,
+        state: Arc::clone(&state),
     };
-    let black_hole = mode == Mode::BlackHole;
-    tokio::spawn(serve(
-        Arc::clone(shared),
+    lock(&shared.connections).insert(id, connection);
+    let task = ConnectionTask {
+        shared: Arc::clone(shared),
         id,
-        client,
         kill,
-        limit,
-        black_hole,
-    ));
+        state,
+        limit: match mode {
+            Mode::CutAfter(bytes) => Some(bytes),
+            _ => None,
+        },
+        black_hole: mode == Mode::BlackHole,
+    };
+    tokio::spawn(task.serve(client));
 }
 
-/// Serves one connection until it ends, is reset, or the proxy drops.
-async fn serve(
+/// Everything a connection task needs besides the client socket.
+struct ConnectionTask {
     shared: Arc<Shared>,
     id: u64,
-    client: TcpStream,
     kill: oneshot::Receiver<Kill>,
+    state: Arc<ConnectionState>,
+    /// Server→client byte limit ([`Mode::CutAfter`]).
     limit: Option<usize>,
+    /// Accepted in [`Mode::BlackHole`]: never connect upstream.
     black_hole: bool,
-) {
-    let _registration = Registration {
-        shared: Arc::clone(&shared),
-        id,
-    };
-    if black_hole {
-        swallow(client, kill).await;
-        return;
+}
+
+impl ConnectionTask {
+    /// Serves one connection until it ends, is reset, or the proxy drops.
+    async fn serve(self, client: TcpStream) {
+        let _registration = Registration {
+            shared: Arc::clone(&self.shared),
+            id: self.id,
+        };
+        if self.black_hole {
+            swallow(client, self.kill).await;
+            return;
+        }
+        let mut kill = self.kill;
+        let upstream = tokio::select! {
+            biased;
+            _ = &mut kill => None,
+            upstream = TcpStream::connect(self.shared.upstream) => upstream.ok(),
+        };
+        let Some(upstream) = upstream else {
+            // Upstream unreachable (or killed meanwhile): reset the client.
+            abort(&client);
+            return;
+        };
+        *lock(&self.state.upstream_local) = upstream.local_addr().ok();
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let gate = Gate {
+            shared: &self.shared,
+            state: &self.state,
+        };
+        forward(gate, client, upstream, kill, self.limit).await;
     }
-    let mut kill = kill;
-    let upstream = tokio::select! {
-        biased;
-        _ = &mut kill => None,
-        upstream = TcpStream::connect(shared.upstream) => upstream.ok(),
-    };
-    let Some(upstream) = upstream else {
-        // Upstream unreachable (or killed meanwhile): reset the client.
-        abort(&client);
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    forward(&shared, client, upstream, kill, limit).await;
+}
+
+/// Decides, chunk by chunk, what happens to one connection's traffic: the
+/// proxy's mode, unless the connection has been silenced.
+#[derive(Clone, Copy)]
+struct Gate<'a> {
+    shared: &'a Shared,
+    state: &'a ConnectionState,
+}
+
+impl Gate<'_> {
+    /// The mode that applies to the next chunk.
+    fn mode(self) -> Mode {
+        if self.silenced() {
+            Mode::BlackHole
+        } else {
+            self.shared.mode()
+        }
+    }
+
+    /// Whether the connection has been silenced.
+    fn silenced(self) -> bool {
+        self.state.silenced.load(Ordering::SeqCst)
+    }
+
+    /// Notes that the `from` side closed behind the silent drop; returns
+    /// whether the other side had closed already.
+    fn note_closed(self, from: Side) -> bool {
+        let (mine, other) = match from {
+            Side::Client => (&self.state.client_closed, &self.state.server_closed),
+            Side::Server => (&self.state.server_closed, &self.state.client_closed),
+        };
+        mine.store(true, Ordering::SeqCst);
+        other.load(Ordering::SeqCst)
+    }
+}
+
+/// The end of a proxied connection bytes are read from.
+#[derive(Clone, Copy)]
+enum Side {
+    Client,
+    Server,
 }
 
 /// Removes a connection's kill switch when its task ends.
@@ -404,7 +570,7 @@ async fn swallow(mut client: TcpStream, kill: oneshot::Receiver<Kill>) {
 
 /// Pumps bytes both ways; resets both sides on kill, limit or I/O error.
 async fn forward(
-    shared: &Shared,
+    gate: Gate<'_>,
     mut client: TcpStream,
     mut upstream: TcpStream,
     kill: oneshot::Receiver<Kill>,
@@ -414,8 +580,20 @@ async fn forward(
     let (mut upstream_read, mut upstream_write) = upstream.split();
     let pumps = async {
         tokio::try_join!(
-            pump(shared, &mut client_read, &mut upstream_write, None),
-            pump(shared, &mut upstream_read, &mut client_write, limit),
+            pump(
+                gate,
+                Side::Client,
+                &mut client_read,
+                &mut upstream_write,
+                None
+            ),
+            pump(
+                gate,
+                Side::Server,
+                &mut upstream_read,
+                &mut client_write,
+                limit
+            ),
         )
     };
     // Keep the ack (if any) until the sockets are gone.
@@ -432,11 +610,16 @@ async fn forward(
     drop(upstream);
 }
 
-/// Copies `from` to `to` chunk by chunk, applying the current mode to each
+/// Copies `from` to `to` chunk by chunk, applying the gate's mode to each
 /// chunk. On EOF, shuts down `to`'s write side and returns `Ok`. Returns
 /// `Err` on an I/O error or once `limit` bytes have been forwarded.
+///
+/// On a silenced connection an EOF or error is not passed on: the pump
+/// waits for ever, until the other side has closed as well (then `Err`, so
+/// the connection ends; both peers are gone, so the resets reach no one).
 async fn pump<R, W>(
-    shared: &Shared,
+    gate: Gate<'_>,
+    side: Side,
     from: &mut R,
     to: &mut W,
     limit: Option<usize>,
@@ -448,12 +631,19 @@ where
     let mut buf = vec![0; CHUNK];
     let mut remaining = limit.unwrap_or(usize::MAX);
     loop {
-        let n = from.read(&mut buf).await?;
+        let read = from.read(&mut buf).await;
+        if gate.silenced() && !matches!(read, Ok(n) if n > 0) {
+            if gate.note_closed(side) {
+                return Err(io::Error::other("both sides closed behind a silent drop"));
+            }
+            return std::future::pending().await;
+        }
+        let n = read?;
         if n == 0 {
             let _ = to.shutdown().await;
             return Ok(());
         }
-        match shared.mode() {
+        match gate.mode() {
             Mode::BlackHole => continue,
             Mode::Latency(delay) => tokio::time::sleep(delay).await,
             _ => {}

@@ -1,0 +1,360 @@
+//! Checkout cost counted in CPU instructions, which do not depend on the machine's load:
+//! `get()` + drop of a pooled connection (no query) on one task, on a warm pool of 4, for
+//! plain deadpool-postgres and dbretry's deadpool manager (both `RecyclingMethod::Fast`) and
+//! plain bb8-postgres and `dbretry::bb8::Pool` (both `test_on_check_out(false)`).
+//!
+//! ```text
+//! cargo bench --bench checkout_instructions --all-features            # all four pools
+//! cargo bench --bench checkout_instructions --all-features -- bb8     # pools named *bb8*
+//! ```
+//!
+//! On main (2026-12) it printed this, twice and beside six CPU burners alike (but for the
+//! last figure, see below):
+//!
+//! ```text
+//!   deadpool-postgres    1617.0   (totals 1320 / 80849481)
+//!   dbretry deadpool     1580.0  0.98x   (totals 1320 / 78999481)
+//!   bb8-postgres         1482.0   (totals 1320 / 74101320)
+//!   dbretry bb8          3142.9  2.12x   (totals 1320 / 157144506)
+//! ```
+//!
+//! The driver (this binary without `--measure`) starts one throwaway PostgreSQL cluster and,
+//! for each pool kind, runs this binary again in `--measure` mode under
+//! `valgrind --tool=callgrind` (installed if missing) twice, with 0 and with 50,000
+//! checkouts, and prints the difference divided by 50,000, and each dbretry pool's ratio to
+//! its plain peer. Callgrind counts only what runs inside [`measured_checkouts`]
+//! (`--collect-atstart=no --toggle-collect`) in the measured process (`--trace-children=no`):
+//! not PostgreSQL, not the pool's set-up, connects and warm-up. What the two runs share
+//! (entering the runtime, the first poll) cancels out in the difference.
+//!
+//! Deterministic: the measured loop runs on a current-thread runtime with tokio's clock
+//! paused, so timer bookkeeping does not depend on elapsed time; the connections' I/O lives
+//! on another runtime's thread, idle while measuring.
+//! The same build gives the same counts, loaded machine or not; a different compiler or
+//! dependency version gives different ones. One exception: a `tokio::select!` without
+//! `biased;` in the measured path polls its branches in a random order, which moves the
+//! figure by up to about one instruction per checkout from run to run (`dbretry::bb8::Pool`
+//! on main: 3142.8 to 3143.8; with `biased;` added it repeats exactly).
+
+#[allow(unused_imports)]
+#[path = "../tests/integration/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use deadpool_postgres::{ManagerConfig, RecyclingMethod};
+use futures_util::future::join_all;
+use support::PgCluster;
+use tokio::runtime::Runtime;
+use tokio_postgres::{Config, NoTls};
+
+/// Checkouts in the measured run (the other run does none).
+const CHECKOUTS: u64 = 50_000;
+/// Checkouts on the measuring runtime before the measured part, not counted.
+const WARM_UP: u64 = 1_000;
+/// Connections in each pool, all open before measuring.
+const POOL_SIZE: usize = 4;
+/// Argument that selects the measured mode: `--measure KIND N`.
+const MEASURE: &str = "--measure";
+/// Environment variable that passes the cluster's URL (not argv: it holds the password).
+const URL_VAR: &str = "DBRETRY_BENCH_PG_URL";
+/// The function callgrind counts in, as it names it.
+const MEASURED_FN: &str = "checkout_instructions::measured_checkouts";
+
+/// The pool kinds, in the order printed; each dbretry pool follows its plain peer.
+const KINDS: [Kind; 4] = [
+    Kind::PlainDeadpool,
+    Kind::OursDeadpool,
+    Kind::PlainBb8,
+    Kind::OursBb8,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    PlainDeadpool,
+    OursDeadpool,
+    PlainBb8,
+    OursBb8,
+}
+
+impl Kind {
+    /// The name printed and matched by the filter argument.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::PlainDeadpool => "deadpool-postgres",
+            Kind::OursDeadpool => "dbretry deadpool",
+            Kind::PlainBb8 => "bb8-postgres",
+            Kind::OursBb8 => "dbretry bb8",
+        }
+    }
+
+    /// The argument of `--measure`.
+    fn slug(self) -> &'static str {
+        match self {
+            Kind::PlainDeadpool => "plain-deadpool",
+            Kind::OursDeadpool => "dbretry-deadpool",
+            Kind::PlainBb8 => "plain-bb8",
+            Kind::OursBb8 => "dbretry-bb8",
+        }
+    }
+
+    /// The plain pool a dbretry pool is compared with.
+    fn peer(self) -> Option<Kind> {
+        match self {
+            Kind::OursDeadpool => Some(Kind::PlainDeadpool),
+            Kind::OursBb8 => Some(Kind::PlainBb8),
+            _ => None,
+        }
+    }
+
+    fn from_slug(slug: &str) -> Kind {
+        KINDS
+            .into_iter()
+            .find(|kind| kind.slug() == slug)
+            .unwrap_or_else(|| panic!("unknown pool kind {slug:?}"))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, kind, checkouts] if flag == MEASURE => {
+            let checkouts = checkouts.parse().expect("N: a number of checkouts");
+            measure(Kind::from_slug(kind), checkouts);
+        }
+        // `cargo bench` passes `--bench`; anything else filters the pool kinds.
+        _ => {
+            let filter: Vec<&str> = args
+                .iter()
+                .map(String::as_str)
+                .filter(|arg| !arg.starts_with("--"))
+                .collect();
+            drive(&filter);
+        }
+    }
+}
+
+/// Starts the cluster, measures each selected kind under callgrind and prints the table.
+fn drive(filter: &[&str]) {
+    let valgrind = support::packages::require("valgrind", "valgrind");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pg = runtime.block_on(PgCluster::start());
+    let out_dir = tempfile::tempdir().expect("temp dir for callgrind's output");
+    let chosen = |kind: Kind| filter.is_empty() || filter.iter().any(|f| kind.name().contains(f));
+    // A chosen dbretry pool brings its plain peer along, for the ratio.
+    let selected: Vec<Kind> = KINDS
+        .into_iter()
+        .filter(|&kind| chosen(kind) || KINDS.iter().any(|&k| k.peer() == Some(kind) && chosen(k)))
+        .collect();
+    assert!(!selected.is_empty(), "no pool kind matches {filter:?}");
+
+    println!(
+        "checkout cost: instructions per get() + drop, warm pool of {POOL_SIZE}, one task \
+         (callgrind, {CHECKOUTS} checkouts minus 0)"
+    );
+    let mut per_checkout = Vec::new();
+    for kind in selected {
+        let none = instructions(&valgrind, &pg, out_dir.path(), kind, 0);
+        let many = instructions(&valgrind, &pg, out_dir.path(), kind, CHECKOUTS);
+        let cost = many.saturating_sub(none) as f64 / CHECKOUTS as f64;
+        let ratio = kind
+            .peer()
+            .and_then(|peer| per_checkout.iter().find(|(k, _)| *k == peer))
+            .map(|(_, peer_cost): &(Kind, f64)| format!("  {:.2}x", cost / peer_cost))
+            .unwrap_or_default();
+        println!(
+            "  {:<18} {cost:>8.1}{ratio}   (totals {none} / {many})",
+            kind.name()
+        );
+        per_checkout.push((kind, cost));
+    }
+    drop(pg);
+}
+
+/// Runs `--measure KIND N` under callgrind; returns the instructions it counted.
+fn instructions(valgrind: &Path, pg: &PgCluster, out_dir: &Path, kind: Kind, n: u64) -> u64 {
+    let out_file: PathBuf = out_dir.join(format!("{}-{n}.out", kind.slug()));
+    let exe = std::env::current_exe().expect("path of this binary");
+    let output = Command::new(valgrind)
+        .args([
+            "--tool=callgrind",
+            "--trace-children=no",
+            "--collect-atstart=no",
+            &format!("--toggle-collect={MEASURED_FN}"),
+        ])
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(exe)
+        .args([MEASURE, kind.slug(), &n.to_string()])
+        .env(URL_VAR, pg.url())
+        .output()
+        .expect("run valgrind");
+    assert!(
+        output.status.success(),
+        "{} with {n} checkouts failed under callgrind: {}\n--- stderr ---\n{}",
+        kind.name(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim_end()
+    );
+    let text = std::fs::read_to_string(&out_file).expect("callgrind's output file");
+    let total = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("summary:")
+                .or(line.strip_prefix("totals:"))
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no instruction total in {}", out_file.display()));
+    assert!(
+        total > 0,
+        "callgrind counted nothing: is {MEASURED_FN} its name?"
+    );
+    total
+}
+
+/// The pools, one kind each.
+enum Pool {
+    PlainDeadpool(deadpool_postgres::Pool),
+    OursDeadpool(dbretry::deadpool_postgres::Pool),
+    PlainBb8(bb8::Pool<bb8_postgres::PostgresConnectionManager<NoTls>>),
+    OursBb8(dbretry::bb8::Pool<dbretry::bb8_postgres::PostgresConnectionManager<NoTls>>),
+}
+
+impl Pool {
+    /// Builds a pool of `kind` with [`POOL_SIZE`] connections, all open and idle.
+    async fn warm(kind: Kind, config: Config) -> Pool {
+        let fast = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let pool = match kind {
+            Kind::PlainDeadpool => Pool::PlainDeadpool(
+                deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
+                    config,
+                    NoTls,
+                    fast(),
+                ))
+                .max_size(POOL_SIZE)
+                .build()
+                .unwrap(),
+            ),
+            Kind::OursDeadpool => Pool::OursDeadpool(
+                dbretry::deadpool_postgres::Pool::builder(
+                    dbretry::deadpool_postgres::Manager::from_config(config, NoTls, fast()),
+                )
+                .max_size(POOL_SIZE)
+                .build()
+                .unwrap(),
+            ),
+            Kind::PlainBb8 => Pool::PlainBb8(
+                bb8::Pool::builder()
+                    .max_size(POOL_SIZE as u32)
+                    .test_on_check_out(false)
+                    .build(bb8_postgres::PostgresConnectionManager::new(config, NoTls))
+                    .await
+                    .unwrap(),
+            ),
+            Kind::OursBb8 => Pool::OursBb8(
+                dbretry::bb8::Pool::new(
+                    bb8::Pool::builder()
+                        .max_size(POOL_SIZE as u32)
+                        .test_on_check_out(false),
+                    dbretry::bb8_postgres::PostgresConnectionManager::new(config, NoTls),
+                )
+                .await
+                .unwrap(),
+            ),
+        };
+        pool.fill().await;
+        pool
+    }
+
+    /// Checks out [`POOL_SIZE`] connections at once, so that many are opened, and gives them
+    /// back.
+    async fn fill(&self) {
+        fn all_ok<T, E: std::fmt::Debug>(results: Vec<Result<T, E>>) {
+            for result in results {
+                result.expect("a connection for the warm pool");
+            }
+        }
+        let n = 0..POOL_SIZE;
+        match self {
+            Pool::PlainDeadpool(p) => all_ok(join_all(n.map(|_| p.get())).await),
+            Pool::OursDeadpool(p) => all_ok(join_all(n.map(|_| p.get())).await),
+            Pool::PlainBb8(p) => all_ok(join_all(n.map(|_| p.get())).await),
+            Pool::OursBb8(p) => all_ok(join_all(n.map(|_| p.get())).await),
+        }
+    }
+
+    /// Idle connections now.
+    fn idle(&self) -> usize {
+        match self {
+            Pool::PlainDeadpool(p) => p.status().available,
+            Pool::OursDeadpool(p) => p.status().available,
+            Pool::PlainBb8(p) => p.state().idle_connections as usize,
+            Pool::OursBb8(p) => p.state().idle_connections as usize,
+        }
+    }
+}
+
+/// `n` checkouts, one after the other.
+async fn checkout_loop(pool: &Pool, n: u64) {
+    match pool {
+        Pool::PlainDeadpool(p) => {
+            for _ in 0..n {
+                drop(p.get().await.unwrap());
+            }
+        }
+        Pool::OursDeadpool(p) => {
+            for _ in 0..n {
+                drop(p.get().await.unwrap());
+            }
+        }
+        Pool::PlainBb8(p) => {
+            for _ in 0..n {
+                drop(p.get().await.unwrap());
+            }
+        }
+        Pool::OursBb8(p) => {
+            for _ in 0..n {
+                drop(p.get().await.unwrap());
+            }
+        }
+    }
+}
+
+/// What callgrind counts: `n` checkouts on `runtime`, the runtime's own work included.
+/// Its name is [`MEASURED_FN`]; nothing it calls may share it (a nested match would switch
+/// collection off), hence the separate [`checkout_loop`].
+#[inline(never)]
+fn measured_checkouts(runtime: &Runtime, pool: &Pool, n: u64) {
+    runtime.block_on(checkout_loop(pool, n));
+}
+
+/// The measured process: a warm pool, a warm-up, then [`measured_checkouts`].
+fn measure(kind: Kind, checkouts: u64) {
+    let url = std::env::var(URL_VAR).unwrap_or_else(|_| panic!("{URL_VAR} is not set"));
+    let config: Config = url.parse().expect("the cluster's URL");
+    // Connections and their I/O live here, on a worker thread of their own.
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = io.block_on(Pool::warm(kind, config));
+    assert_eq!(
+        pool.idle(),
+        POOL_SIZE,
+        "{}: the pool is not warm",
+        kind.name()
+    );
+    let measuring = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    measuring.block_on(checkout_loop(&pool, WARM_UP));
+    measured_checkouts(&measuring, &pool, checkouts);
+    assert_eq!(pool.idle(), POOL_SIZE, "{}: connections lost", kind.name());
+    drop(pool);
+    drop(io);
+}
