@@ -422,4 +422,36 @@ mod bb8_sqlite {
         assert_eq!(error.attempts(), 1);
         assert_eq!(error.sqlite_code(), Some(rusqlite::ffi::SQLITE_CANTOPEN));
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_init_hook_is_an_error_and_loses_no_pool_slot() {
+        let (_dir, path) = database();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let options = SqliteOptions::new(&path).init({
+            let opened = opened.clone();
+            move |_| {
+                if opened.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("a bug in the init hook");
+                }
+                Ok(())
+            }
+        });
+        let manager = SqliteConnectionManager::new(options);
+        let pool = Pool::new(bb8::Pool::builder().max_size(1), manager)
+            .await
+            .unwrap();
+        // The panic comes back as an error, once: it is permanent, so not retried.
+        let error = pool.get().await.map(drop).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connection, "{error}");
+        assert_eq!(error.attempts(), 1);
+        // The only slot was given back: the next caller connects.
+        let conn = pool.get().await.expect("the pool slot was not lost");
+        let one: i64 = conn
+            .interact(|c| c.query_row("SELECT 1", [], |r| r.get(0)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(one, 1);
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+    }
 }
