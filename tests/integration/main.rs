@@ -7,6 +7,7 @@ mod deadpool_postgres;
 mod drop_in;
 mod fault_matrix;
 mod harness_selftest;
+mod harness_topology;
 mod http_health;
 mod load;
 mod metrics;
