@@ -256,6 +256,15 @@ async fn harness_pgbouncer_reports_its_own_conditions_as_08p01() {
         Phase::Connect,
         "SASL authentication failed",
     );
+    let md5 = PgBouncer::start(&pg, PgBouncerOptions::session().set("auth_type", "md5")).await;
+    let failure = first_failure(&md5.config_for(SUPERUSER, "wrong", DATABASE)).await;
+    assert_pgbouncer_fatal(
+        "wrong password (auth_type md5)",
+        &failure,
+        Phase::Connect,
+        "password authentication failed",
+    );
+    drop(md5);
     let unknown_database = bouncer.config_for(SUPERUSER, PASSWORD, "nope");
     let failure = first_failure(&unknown_database).await;
     assert_pgbouncer_fatal(

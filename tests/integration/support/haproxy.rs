@@ -1,9 +1,12 @@
 //! An optional HAProxy (Debian `haproxy`, 2.6 here) in front of a
 //! [`PatroniCluster`]: one TCP frontend on 127.0.0.1 routed to whichever node
-//! is leader, found by Patroni's REST check `GET /primary` (200 on the leader
+//! is leader, found by Patroni's REST check `/primary` (200 on the leader
 //! only) against each node, checked every 200 ms, down after 2 failures, up
 //! after 1 success, and `on-marked-down shutdown-sessions` so connections to
-//! a demoted leader are cut, as in Patroni's documented setup.
+//! a demoted leader are cut, as in Patroni's documented setup. The check uses
+//! `OPTIONS /primary` (same answer as `GET`, status line only), as Patroni's
+//! HAProxy template does: HAProxy drops a check connection once it has the
+//! status, and with `GET` Patroni logs a traceback for every such reset.
 //!
 //! HAProxy runs in the foreground (`-db`) as a plain child process with its
 //! own config, log and pid file, as the `postgres` OS user when root, with a

@@ -383,7 +383,7 @@ impl PatroniCluster {
     /// Switchover through the leader's REST API (`POST /switchover`) to
     /// `candidate`, or to a replica Patroni picks; waits until the new leader
     /// accepts writes and returns it (prints how long that took).
-    pub async fn switchover(&mut self, candidate: Option<usize>) -> usize {
+    pub async fn switchover(&self, candidate: Option<usize>) -> usize {
         let old = self.leader().await;
         let began = Instant::now();
         let mut body = json!({ "leader": self.nodes[old].name });
