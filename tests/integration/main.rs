@@ -8,6 +8,7 @@ mod drop_in;
 mod fault_matrix;
 mod harness_netns;
 mod harness_selftest;
+mod harness_topology;
 mod http_health;
 mod load;
 mod metrics;

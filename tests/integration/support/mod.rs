@@ -1,17 +1,27 @@
 //! Shared test harness: throwaway PostgreSQL clusters ([`PgCluster`]), a
 //! TCP fault-injection proxy ([`FaultProxy`]), private network namespaces
 //! with a kernel-level black hole ([`netns`]), plus small helpers to inspect
-//! `tokio_postgres` errors.
+//! `tokio_postgres` errors. For production topologies: a PgBouncer in front
+//! of a cluster ([`PgBouncer`]), a Patroni cluster of etcd and three nodes
+//! ([`PatroniCluster`]) and HAProxy routing to its leader ([`HaProxy`]); their
+//! programs come from Debian packages installed on first use ([`packages`]).
 //!
 //! Not every helper is used by every test, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod haproxy;
 pub mod netns;
 pub mod packages;
+pub mod patroni;
 pub mod pg;
+pub mod pgbouncer;
 pub mod proxy;
 
+pub use haproxy::HaProxy;
+pub use patroni::PatroniCluster;
 pub use pg::{DATABASE, PASSWORD, PgCluster, SUPERUSER};
+pub use pgbouncer::{PgBouncer, PgBouncerOptions, PoolMode};
 pub use proxy::{FaultProxy, Mode};
 
 use std::collections::HashSet;

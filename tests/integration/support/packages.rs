@@ -1,94 +1,173 @@
-//! Debian packages the tests need, installed on first use.
-//!
-//! Minimal version: finds a program on `PATH` (and the `sbin` directories,
-//! which a non-root `PATH` often lacks); when it is missing and the tests run
-//! as root, installs its Debian package with `apt-get`.
+//! The programs the harnesses run (PgBouncer, etcd, Patroni, HAProxy, ...),
+//! found on this machine or installed from their Debian packages on first use,
+//! so `cargo test --all-features` works on a fresh machine of the project's
+//! kind (Debian, tests run as root). Elsewhere a missing program is a panic
+//! that says which package to install.
 
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-/// Directories searched besides `PATH`.
-const SBIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+/// Directories searched after `PATH`, in order (Debian puts daemons in sbin
+/// directories, which a non-root `PATH` often lacks).
+const EXTRA_DIRS: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+/// Lock file that serializes installs across test processes (and across
+/// checkouts of the project on one machine): apt and dpkg allow one at a time.
+const INSTALL_LOCK_FILE: &str = "/tmp/dbretry-apt-install.lock";
+/// How long apt waits for a dpkg lock held by someone else (seconds).
+const DPKG_LOCK_TIMEOUT_SECS: &str = "600";
 
-/// The path of program `binary`, installing Debian package `package` first
-/// when the program is missing. Panics, saying what to install, when it is
-/// missing and the tests do not run as root, or when the install fails.
+/// The path of program `binary`: an absolute path as given, else the first
+/// match on `PATH`, in the sbin/bin directories, or in
+/// `/usr/lib/postgresql/*/bin` (newest version first). When it is missing and
+/// the tests run as root on a machine with `apt-get`, installs Debian package
+/// `package` first (`apt-get update` once per process, then `apt-get install
+/// -y --no-install-recommends`), one install at a time across threads and
+/// processes. Otherwise panics saying what to install.
 pub fn require(binary: &str, package: &str) -> PathBuf {
-    // One install at a time in this process (apt's own lock guards the rest).
+    if let Some(path) = find(binary) {
+        return path;
+    }
+    // One install at a time in this process; the file lock covers the others.
     static INSTALLING: Mutex<()> = Mutex::new(());
+    let _in_process = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(path) = find(binary) {
         return path;
     }
-    let _guard = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = find(binary) {
-        return path;
-    }
-    assert!(
-        is_root(),
-        "`{binary}` is missing: install the Debian package `{package}` \
-         (`apt-get install {package}`); the tests install it themselves only when run as root"
-    );
-    let install = apt_get(&["install", "-y", "-q", "--no-install-recommends", package]);
-    if !install.status.success() {
-        // Package lists may be missing or stale on a fresh machine.
-        let update = apt_get(&["update", "-q"]);
-        let retry = apt_get(&["install", "-y", "-q", "--no-install-recommends", package]);
-        assert!(
-            retry.status.success(),
-            "apt-get install {package} failed:\n{}\n{}\n{}",
-            describe(&install),
-            describe(&update),
-            describe(&retry)
+    let Some(apt_get) = find("apt-get").filter(|_| is_root()) else {
+        panic!(
+            "`{binary}` not found on PATH, in {} or /usr/lib/postgresql/*/bin: install the \
+             Debian package `{package}` (`apt-get install {package}`, as root) and run the tests \
+             again",
+            EXTRA_DIRS.join(", ")
         );
+    };
+    let lock = File::create(INSTALL_LOCK_FILE)
+        .unwrap_or_else(|e| panic!("create {INSTALL_LOCK_FILE}: {e}"));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("lock {INSTALL_LOCK_FILE}: {e}"));
+    // Another process may have installed it while we waited for the lock.
+    if let Some(path) = find(binary) {
+        return path;
     }
-    find(binary).unwrap_or_else(|| panic!("installed `{package}`, but `{binary}` is still missing"))
+    apt_get_update_once(&apt_get);
+    let mut install = apt_command(&apt_get);
+    install.args(["install", "-y", "--no-install-recommends", package]);
+    let output = run(&mut install);
+    assert!(
+        output.status.success(),
+        "installing Debian package `{package}` for `{binary}` failed: {}",
+        describe(&install, &output)
+    );
+    drop(lock);
+    find(binary).unwrap_or_else(|| {
+        panic!(
+            "Debian package `{package}` installed but `{binary}` is still not found: {}",
+            describe(&install, &output)
+        )
+    })
 }
 
-/// The first executable file named `binary` on `PATH` or in [`SBIN_DIRS`].
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    static ROOT: OnceLock<bool> = OnceLock::new();
+    *ROOT.get_or_init(|| {
+        let output = Command::new("id").arg("-u").output().expect("run id -u");
+        String::from_utf8_lossy(&output.stdout).trim() == "0"
+    })
+}
+
+/// `apt-get update`, the first time an install is needed in this process (the
+/// package lists of a fresh machine may be missing or stale).
+fn apt_get_update_once(apt_get: &Path) {
+    static UPDATED: OnceLock<()> = OnceLock::new();
+    UPDATED.get_or_init(|| {
+        let mut update = apt_command(apt_get);
+        update.arg("update");
+        let output = run(&mut update);
+        assert!(
+            output.status.success(),
+            "apt-get update failed: {}",
+            describe(&update, &output)
+        );
+    });
+}
+
+/// `apt-get` without prompts, waiting for a dpkg lock held by someone else.
+fn apt_command(apt_get: &Path) -> Command {
+    let mut cmd = Command::new(apt_get);
+    cmd.env("DEBIAN_FRONTEND", "noninteractive").args([
+        "-o",
+        &format!("DPkg::Lock::Timeout={DPKG_LOCK_TIMEOUT_SECS}"),
+    ]);
+    cmd
+}
+
+/// Runs `cmd` to completion with its output collected.
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `cmd`, its exit status and the tail of its output, for panic messages.
+fn describe(cmd: &Command, output: &Output) -> String {
+    let tail = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
+    format!(
+        "{cmd:?}: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        tail(&output.stdout),
+        tail(&output.stderr)
+    )
+}
+
+/// Where `binary` is, if anywhere we look.
 fn find(binary: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SBIN_DIRS.iter().map(PathBuf::from))
+    if binary.contains('/') {
+        let path = PathBuf::from(binary);
+        return is_executable(&path).then_some(path);
+    }
+    let path_dirs = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
+        .chain(postgresql_bin_dirs())
         .map(|dir| dir.join(binary))
         .find(|candidate| is_executable(candidate))
 }
 
-/// Whether `path` is a file with an execute bit.
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-}
-
-/// Whether this process runs as root (effective uid 0).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let uids = status.lines().find(|line| line.starts_with("Uid:"))?;
-            Some(uids.split_whitespace().nth(2)? == "0")
+/// `/usr/lib/postgresql/<version>/bin`, newest version first.
+fn postgresql_bin_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir("/usr/lib/postgresql") else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(u32, PathBuf)> = entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
         })
-        .unwrap_or(false)
+        .collect();
+    versions.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
+    versions.into_iter().map(|(_, dir)| dir).collect()
 }
 
-/// Runs `apt-get ARGS` non-interactively, waiting for apt's lock if needed.
-fn apt_get(args: &[&str]) -> Output {
-    Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=300"])
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run apt-get: {e}"))
-}
-
-/// A command's status and output, for a panic message.
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout).trim_end(),
-        String::from_utf8_lossy(&output.stderr).trim_end()
-    )
+/// Whether `path` is a regular file with an execute bit.
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
