@@ -34,37 +34,20 @@ use bb8::{ManageConnection, RunError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::error::ErrorKind;
+use crate::checkout_deadline::CHECKOUT_DEADLINE;
 use crate::health::{HealthTarget, PingFuture, PoolOccupancy};
-use crate::manager::bb8::CHECKOUT_DEADLINE;
 use crate::manager::{Backend, PoolShared, RetryingManager};
-use crate::{Diagnostics, Error};
+use crate::{Diagnostics, Error, PoolState};
 
-/// A dbretry manager that a [`Pool`] can wrap: any [`RetryingManager`] (sealed).
-pub trait PoolManager: ManageConnection<Error = Error> + sealed::Sealed {}
-
-impl<B: Backend> PoolManager for RetryingManager<B> {}
-
-mod sealed {
-    use crate::manager::{PoolContext, RetryingManager};
-
-    pub trait Sealed {
-        fn context(&self) -> &PoolContext;
-    }
-
-    impl<B> Sealed for RetryingManager<B> {
-        fn context(&self) -> &PoolContext {
-            RetryingManager::shared(self)
-        }
-    }
-}
+pub use crate::manager::PoolManager;
 
 /// A bb8 pool of a dbretry manager whose `get()` reports real errors; see the
 /// [module docs](self).
-pub struct Pool<M: PoolManager> {
+pub struct Pool<M: PoolManager + ManageConnection> {
     inner: bb8::Pool<M>,
     shared: Arc<PoolShared>,
     budget: Duration,
+    turns_total: usize,
     test_on_check_out: bool,
     /// Callers in the slow path; while there are any, newcomers queue behind them.
     waiting: Arc<AtomicUsize>,
@@ -104,7 +87,7 @@ where
     }
 }
 
-impl<M: PoolManager> Pool<M> {
+impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
     /// Builds the pool from a bb8 builder (your `max_size`, `min_idle`, … kept), with bb8's own
     /// connect retry off and, when the policy sets `max_elapsed`, that as `connection_timeout`.
     ///
@@ -112,7 +95,9 @@ impl<M: PoolManager> Pool<M> {
     /// As `bb8::Builder::build`: the first connect error when `min_idle` connections cannot
     /// be opened.
     pub async fn new(builder: bb8::Builder<M>, manager: M) -> Result<Self, Error> {
-        let shared = sealed::Sealed::context(&manager).0.clone();
+        let shared = crate::manager::sealed::HasContext::context(&manager)
+            .0
+            .clone();
         let mut builder = builder.retry_connection(false);
         if let Some(budget) = shared.gate.retrier().policy().max_elapsed() {
             builder = builder.connection_timeout(budget);
@@ -122,6 +107,7 @@ impl<M: PoolManager> Pool<M> {
         Ok(Self {
             turns: Arc::new(Semaphore::new(config.max_size as usize)),
             budget: config.connection_timeout,
+            turns_total: config.max_size as usize,
             test_on_check_out: config.test_on_check_out,
             waiting: Arc::default(),
             inner,
@@ -135,8 +121,8 @@ impl<M: PoolManager> Pool<M> {
     /// carries the last connect error as its cause.
     ///
     /// # Errors
-    /// [`ErrorKind::Connection`] with the SQLSTATE for a permanent failure,
-    /// [`ErrorKind::CircuitOpen`], or [`ErrorKind::Timeout`] with the last cause.
+    /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) with the SQLSTATE for a permanent failure,
+    /// [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) with the last cause.
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
         if !self.test_on_check_out && self.waiting.load(Ordering::Relaxed) == 0 {
             let mut get = pin!(self.inner.get());
@@ -190,12 +176,13 @@ impl<M: PoolManager> Pool<M> {
     }
 
     fn timed_out(&self, start: Instant) -> Error {
-        Error::new(
-            ErrorKind::Timeout,
-            0,
-            start.elapsed(),
-            self.shared.events.last_connect_failure(),
-        )
+        let state = self.inner.state();
+        let pool = PoolState {
+            in_use: (state.connections - state.idle_connections) as usize,
+            max_size: self.turns_total,
+            waiting: self.waiting.load(Ordering::Relaxed).saturating_sub(1),
+        };
+        self.shared.checkout_timed_out(start, pool)
     }
 }
 
@@ -212,7 +199,7 @@ impl Drop for LeaveOnDrop<'_> {
     }
 }
 
-impl<M: PoolManager> Deref for Pool<M> {
+impl<M: PoolManager + ManageConnection> Deref for Pool<M> {
     type Target = bb8::Pool<M>;
 
     fn deref(&self) -> &bb8::Pool<M> {
@@ -220,12 +207,13 @@ impl<M: PoolManager> Deref for Pool<M> {
     }
 }
 
-impl<M: PoolManager> Clone for Pool<M> {
+impl<M: PoolManager + ManageConnection> Clone for Pool<M> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
             budget: self.budget,
+            turns_total: self.turns_total,
             test_on_check_out: self.test_on_check_out,
             waiting: self.waiting.clone(),
             turns: self.turns.clone(),
@@ -233,7 +221,7 @@ impl<M: PoolManager> Clone for Pool<M> {
     }
 }
 
-impl<M: PoolManager> fmt::Debug for Pool<M> {
+impl<M: PoolManager + ManageConnection> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool").field("inner", &self.inner).finish()
     }
@@ -243,7 +231,7 @@ impl<B: Backend> HealthTarget for Pool<RetryingManager<B>> {
     fn ping(&self) -> PingFuture<'_> {
         Box::pin(async move {
             let mut connection = self.get().await?;
-            let bound = self.shared.gate.attempt_timeout();
+            let bound = self.shared.check_bound();
             crate::manager::check_within(bound, B::ping(&mut connection)).await
         })
     }

@@ -40,7 +40,7 @@ pub use bb8;
 pub use tokio_postgres;
 
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
-use crate::postgres::{MakeTls, connect_with};
+use crate::postgres::{DeadPeerDetection, MakeTls, PgTarget, connect_with};
 
 /// A `bb8::ManageConnection` for tokio-postgres clients that retries transient connect
 /// failures; see the [module docs](self).
@@ -53,7 +53,7 @@ pub type ManagerBuilder<Tls> = crate::ManagerBuilder<Connector<Tls>>;
 /// connector.
 #[derive(Clone)]
 pub struct Connector<Tls> {
-    config: Config,
+    target: PgTarget,
     tls: Tls,
 }
 
@@ -76,12 +76,23 @@ impl<Tls: MakeTlsConnect<Socket>> RetryingManager<Connector<Tls>> {
 
     /// Starts a builder for a manager connecting with `config` and `tls`.
     pub fn builder(config: Config, tls: Tls) -> ManagerBuilder<Tls> {
-        crate::ManagerBuilder::new(Connector { config, tls })
+        let target = PgTarget::new(config);
+        crate::ManagerBuilder::new(Connector { target, tls })
     }
 
-    /// The tokio-postgres configuration connections are made with.
+    /// The tokio-postgres configuration as given.
     pub fn config(&self) -> &Config {
-        &self.backend().config
+        self.backend().target.given()
+    }
+}
+
+impl<Tls> crate::ManagerBuilder<Connector<Tls>> {
+    /// TCP keepalive and `tcp_user_timeout` for finding silently dropped peers, where the
+    /// tokio-postgres config leaves them unset; `None` leaves the config as it is. Default:
+    /// [`DeadPeerDetection::default`].
+    pub fn dead_peer_detection(mut self, detection: Option<DeadPeerDetection>) -> Self {
+        self.backend.target.set_dead_peer_detection(detection);
+        self
     }
 }
 
@@ -93,7 +104,8 @@ impl<Tls: MakeTls> Backend for Connector<Tls> {
 
     async fn connect(&self, pool: &PoolContext) -> Result<Client, tokio_postgres::Error> {
         // The task ends when the client is dropped; its error, if any, goes to the pool.
-        let (client, _task) = connect_with(&self.config, self.tls.clone(), pool).await?;
+        let config = self.target.effective();
+        let (client, _task) = connect_with(config, self.tls.clone(), pool).await?;
         Ok(client)
     }
 
@@ -117,7 +129,7 @@ impl<Tls> fmt::Debug for Connector<Tls> {
     /// tokio-postgres's `Config` redacts the password in its `Debug`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")
-            .field("config", &self.config)
+            .field("config", self.target.effective())
             .finish_non_exhaustive()
     }
 }

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     Timeout,
     /// The pool's circuit breaker is open after repeated connect failures: no attempt was made.
     CircuitOpen,
+    /// No connection became free within the checkout's budget, while the database answered:
+    /// every connection was in use ([`Error::pool_state`] says how full the pool was).
+    PoolExhausted,
 }
 
 impl ErrorKind {
@@ -34,11 +37,12 @@ impl ErrorKind {
             Self::RetryExhausted => "attempts",
             Self::Timeout => "deadline",
             Self::CircuitOpen => "circuit_open",
+            Self::PoolExhausted => "pool_exhausted",
         }
     }
 
     /// A short, stable label: `connection`, `query`, `retry_exhausted`, `timeout`,
-    /// `circuit_open`.
+    /// `circuit_open`, `pool_exhausted`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connection => "connection",
@@ -46,8 +50,21 @@ impl ErrorKind {
             Self::RetryExhausted => "retry_exhausted",
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit_open",
+            Self::PoolExhausted => "pool_exhausted",
         }
     }
+}
+
+/// How full a pool was when a checkout gave up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolState {
+    /// Connections handed out.
+    pub in_use: usize,
+    /// The most the pool holds.
+    pub max_size: usize,
+    /// Other callers waiting for a connection.
+    pub waiting: usize,
 }
 
 /// The error of a retried connect or operation: what happened, after how many attempts and how
@@ -68,6 +85,7 @@ struct Inner {
     attempts: u32,
     elapsed: Duration,
     last: Option<Failure>,
+    pool: Option<PoolState>,
 }
 
 impl Error {
@@ -82,7 +100,20 @@ impl Error {
             attempts,
             elapsed,
             last,
+            pool: None,
         }))
+    }
+
+    /// A checkout that waited `waited` for a free connection while the database answered.
+    pub(crate) fn pool_exhausted(waited: Duration, pool: PoolState) -> Self {
+        let mut error = Self::new(ErrorKind::PoolExhausted, 0, waited, None);
+        error.0.pool = Some(pool);
+        error
+    }
+
+    /// How full the pool was, for [`ErrorKind::PoolExhausted`].
+    pub fn pool_state(&self) -> Option<PoolState> {
+        self.0.pool
     }
 
     /// What kind of failure this is.
@@ -169,6 +200,10 @@ impl fmt::Display for Error {
                 f,
                 "database still unavailable after {attempts} {tries} over {elapsed:.2?} (max_attempts reached)"
             )?,
+            ErrorKind::Timeout if *attempts == 0 => write!(
+                f,
+                "database still unavailable when the deadline passed, after {elapsed:.2?}"
+            )?,
             ErrorKind::Timeout => write!(
                 f,
                 "database still unavailable when the deadline passed: {attempts} {tries} over {elapsed:.2?}"
@@ -177,6 +212,23 @@ impl fmt::Display for Error {
                 f,
                 "not connecting: the circuit breaker is open after repeated connect failures"
             )?,
+            ErrorKind::PoolExhausted => {
+                write!(
+                    f,
+                    "no connection of the pool became free within {elapsed:.2?}"
+                )?;
+                if let Some(pool) = &self.0.pool {
+                    write!(
+                        f,
+                        ": {} of {} in use, {} other caller(s) waiting",
+                        pool.in_use, pool.max_size, pool.waiting
+                    )?;
+                }
+                write!(
+                    f,
+                    "; the database answers (raise max_size, or hold connections for less time)"
+                )?;
+            }
         }
         if let Some(last) = &self.0.last {
             let label = if matches!(kind, ErrorKind::Connection | ErrorKind::Query) {

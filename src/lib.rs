@@ -11,6 +11,7 @@
 )]
 
 mod cause_chain;
+mod checkout_deadline;
 mod circuit_breaker;
 mod classify;
 mod codes;
@@ -37,6 +38,9 @@ pub mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
+#[cfg(feature = "deadpool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadpool")))]
+pub mod deadpool;
 #[cfg(all(feature = "postgres", feature = "deadpool"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "postgres", feature = "deadpool"))))]
 pub mod deadpool_postgres;
@@ -60,11 +64,11 @@ pub use crate::circuit_breaker::CircuitBreaker;
 pub use crate::classify::{AttemptTimedOut, Classify, ErrorClass, OperationError, Phase};
 pub use crate::codes::Code;
 pub use crate::config_error::ConfigError;
-pub use crate::error::{Error, ErrorKind};
+pub use crate::error::{Error, ErrorKind, PoolState};
 pub use crate::events::{ConnectAttempts, Diagnostics};
 pub use crate::failure::{ErrorChain, Failure, SharedCause};
 pub use crate::gate::DEFAULT_ATTEMPT_TIMEOUT;
-pub use crate::manager::{Backend, ManagerBuilder, PoolContext, RetryingManager};
+pub use crate::manager::{Backend, CheckSettings, ManagerBuilder, PoolContext, RetryingManager};
 pub use crate::policy::{Jitter, JitterStrategy, RetryConfig, RetryPolicy, Schedule};
 pub use crate::redact::redact_url;
 pub use crate::retry::{Retrier, RetryEvent, SuccessEvent, execute_with_retry};

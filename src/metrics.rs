@@ -28,6 +28,9 @@ pub const GIVE_UPS_TOTAL: &str = "dbretry_give_ups_total";
 pub const ATTEMPT_DURATION_SECONDS: &str = "dbretry_attempt_duration_seconds";
 /// Backoff delays, in seconds.
 pub const BACKOFF_SECONDS: &str = "dbretry_backoff_seconds";
+/// Checkouts that ran out of time, by `cause`: `database` (it did not answer) or
+/// `pool_exhausted` (it did, but no connection became free).
+pub const CHECKOUT_TIMEOUTS_TOTAL: &str = "dbretry_checkout_timeouts_total";
 /// Pooled connections discarded by their recycle check.
 pub const RECYCLE_FAILURES_TOTAL: &str = "dbretry_recycle_failures_total";
 /// Live connections that ended with an error.
@@ -127,6 +130,10 @@ mod emit {
             .increment(1);
     }
 
+    pub(crate) fn checkout_timeout(pool: &str, cause: &'static str) {
+        counter!(CHECKOUT_TIMEOUTS_TOTAL, "pool" => pool.to_owned(), "cause" => cause).increment(1);
+    }
+
     pub(crate) fn recycle_failed(pool: &str) {
         counter!(RECYCLE_FAILURES_TOTAL, "pool" => pool.to_owned()).increment(1);
     }
@@ -182,7 +189,12 @@ mod noop {
     pub(crate) fn attempt(pool: &str, phase: &'static str, outcome: &'static str, took: Duration) {}
     pub(crate) fn retry(pool: &str, phase: &'static str, delay: Duration) {}
     pub(crate) fn give_up(pool: &str, phase: &'static str, reason: &'static str) {}
+    pub(crate) fn checkout_timeout(pool: &str, cause: &'static str) {
+        counter!(CHECKOUT_TIMEOUTS_TOTAL, "pool" => pool.to_owned(), "cause" => cause).increment(1);
+    }
+
     pub(crate) fn recycle_failed(pool: &str) {}
+    pub(crate) fn checkout_timeout(pool: &str, cause: &'static str) {}
     pub(crate) fn connection_closed(pool: &str, class: &'static str) {}
     pub(crate) fn circuit_state(pool: &str, state: &'static str) {}
     pub(crate) fn register_pool(pool: &str) {}

@@ -42,7 +42,7 @@ pub use tokio_postgres;
 use tokio_postgres::Config as PgConfig;
 
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
-use crate::postgres::{ErasedTls, MakeTls};
+use crate::postgres::{DeadPeerDetection, ErasedTls, MakeTls, PgTarget};
 use crate::{ConfigError, Error};
 
 pub use self::config::Config;
@@ -72,7 +72,7 @@ pub type ManagerBuilder = crate::ManagerBuilder<Connector>;
 /// connector, deadpool-postgres's [`ManagerConfig`], and the statement caches of the clients
 /// handed out.
 pub struct Connector {
-    pg_config: PgConfig,
+    target: PgTarget,
     connect: ConnectWith,
     config: ManagerConfig,
     /// The statement caches of the clients handed out by the pool (as deadpool-postgres).
@@ -121,7 +121,7 @@ impl RetryingManager<Connector> {
 
     /// The tokio-postgres configuration connections are made with.
     pub fn pg_config(&self) -> &PgConfig {
-        &self.backend().pg_config
+        self.backend().target.given()
     }
 }
 
@@ -137,12 +137,20 @@ impl crate::ManagerBuilder<Connector> {
         self.backend.config = config;
         self
     }
+
+    /// TCP keepalive and `tcp_user_timeout` for finding silently dropped peers, where the
+    /// tokio-postgres config leaves them unset; `None` leaves the config as it is. Default:
+    /// [`DeadPeerDetection::default`].
+    pub fn dead_peer_detection(mut self, detection: Option<DeadPeerDetection>) -> Self {
+        self.backend.target.set_dead_peer_detection(detection);
+        self
+    }
 }
 
 impl Connector {
     fn new(pg_config: PgConfig, connect: ConnectWith) -> Self {
         Self {
-            pg_config,
+            target: PgTarget::new(pg_config),
             connect,
             config: ManagerConfig::default(),
             statement_caches: StatementCaches::default(),
@@ -162,9 +170,10 @@ impl Backend for Connector {
     type Error = tokio_postgres::Error;
 
     async fn connect(&self, pool: &PoolContext) -> Result<ClientWrapper, tokio_postgres::Error> {
+        let config = self.target.effective();
         let (client, task) = match &self.connect {
-            ConnectWith::Tls(tls) => tls.connect(&self.pg_config, pool).await?,
-            ConnectWith::Custom(connect) => connect.connect(&self.pg_config).await?,
+            ConnectWith::Tls(tls) => tls.connect(config, pool).await?,
+            ConnectWith::Custom(connect) => connect.connect(config).await?,
         };
         Ok(ClientWrapper::new(client, task))
     }
@@ -198,7 +207,7 @@ impl fmt::Debug for Connector {
     /// tokio-postgres's `Config` redacts the password in its `Debug`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")
-            .field("pg_config", &self.pg_config)
+            .field("pg_config", self.target.effective())
             .field("config", &self.config)
             .field(
                 "connect",

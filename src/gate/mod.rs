@@ -80,6 +80,11 @@ impl Gate {
             .unwrap_or(DEFAULT_ATTEMPT_TIMEOUT)
     }
 
+    /// Whether the last news about the database was good (or there was none).
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(self.lock().state(), State::Up { .. })
+    }
+
     #[cfg(test)]
     pub(crate) fn state(&self) -> State {
         self.lock().state().clone()
@@ -106,7 +111,8 @@ impl Gate {
         Fut: Future<Output = Result<T, E>>,
         E: OperationError,
     {
-        let mut run = Run::start(&self.retrier);
+        let mut run =
+            Run::start(&self.retrier).within(crate::checkout_deadline::checkout_deadline());
         let mut news = None;
         loop {
             let (admission, effects) = self.lock().admit(Instant::now());

@@ -3,7 +3,7 @@
 //! bb8 opens connections in background tasks and tells waiting `get()`s nothing about why one
 //! failed. Failures that end a wait (a permanent error, an open circuit) are therefore handed
 //! to one waiting [`dbretry::bb8::Pool::get`](crate::bb8::Pool::get) each, through
-//! [`GiveUps`]: a connect made for one waiter ends that waiter, not every waiter.
+//! `GiveUps`: a connect made for one waiter ends that waiter, not every waiter.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -12,16 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Backend, RetryingManager, check_within};
+use super::{Backend, RetryingManager};
 use crate::Error;
 use crate::error::ErrorKind;
-
-tokio::task_local! {
-    /// The deadline of the `dbretry::bb8::Pool::get` running on this task, so that bb8's
-    /// checkout test ends before it (a check cut by the caller's timeout would hand the
-    /// connection back to the pool untested).
-    pub(crate) static CHECKOUT_DEADLINE: Instant;
-}
 
 impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
     type Connection = B::Connection;
@@ -38,19 +31,13 @@ impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
         result
     }
 
-    /// A ping bounded by the attempt timeout and by what is left of the caller's budget; a
-    /// connection that fails it is dropped by bb8 and replaced.
+    /// A ping bounded by the check timeout, the attempt timeout and what is left of the
+    /// caller's budget; a connection that fails it is dropped by bb8 and replaced.
     async fn is_valid(&self, connection: &mut B::Connection) -> Result<(), Error> {
-        let mut bound = self.shared.0.gate.attempt_timeout();
-        if let Ok(deadline) = CHECKOUT_DEADLINE.try_with(|deadline| *deadline) {
-            bound = bound.min(deadline.saturating_duration_since(Instant::now()));
-        }
-        let checked = check_within(bound, B::ping(connection)).await;
-        if let Err(error) = &checked {
-            self.shared.0.events.recycle_failed(error);
-            self.shared.0.connection_lost(Instant::now());
-        }
-        checked
+        self.shared
+            .0
+            .check(Instant::now(), B::ping(connection))
+            .await
     }
 
     fn has_broken(&self, connection: &mut B::Connection) -> bool {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{PoolContext, PoolShared, RetryingManager};
+use super::{CheckSettings, PoolContext, PoolShared, RetryingManager};
 use crate::circuit_breaker::CircuitBreaker;
 use crate::{Retrier, RetryPolicy};
 
@@ -12,6 +12,7 @@ use crate::{Retrier, RetryPolicy};
 pub(crate) struct Settings {
     pub(crate) retrier: Retrier,
     pub(crate) circuit_breaker: Option<CircuitBreaker>,
+    pub(crate) checks: CheckSettings,
 }
 
 impl Default for Settings {
@@ -19,6 +20,7 @@ impl Default for Settings {
         Self {
             retrier: Retrier::new(RetryPolicy::default()),
             circuit_breaker: None,
+            checks: CheckSettings::default(),
         }
     }
 }
@@ -34,6 +36,8 @@ impl Default for Settings {
 /// | policy | [`RetryPolicy::default`], with each attempt bounded by [`DEFAULT_ATTEMPT_TIMEOUT`](crate::DEFAULT_ATTEMPT_TIMEOUT) unless it sets `attempt_timeout` |
 /// | name | `default` |
 /// | circuit breaker | none |
+/// | checks | [`CheckSettings::default`]: 1 s bound, ping after 500 ms idle |
+/// | checks | [`CheckSettings::default`]: 1 s bound, ping after 500 ms idle |
 #[must_use = "call `build()` to get the manager"]
 pub struct ManagerBuilder<B> {
     pub(crate) backend: B,
@@ -77,9 +81,19 @@ impl<B> ManagerBuilder<B> {
         self
     }
 
+    /// How pooled connections are checked before reuse; see [`CheckSettings`].
+    pub fn checks(mut self, checks: CheckSettings) -> Self {
+        self.settings.checks = checks;
+        self
+    }
+
     /// Builds the manager.
     pub fn build(self) -> RetryingManager<B> {
-        let shared = PoolShared::new(self.settings.retrier.clone(), self.settings.circuit_breaker);
+        let shared = PoolShared::new(
+            self.settings.retrier.clone(),
+            self.settings.circuit_breaker,
+            self.settings.checks,
+        );
         RetryingManager {
             backend: self.backend,
             shared: PoolContext(Arc::new(shared)),

@@ -1,6 +1,9 @@
-//! A check of a pooled connection (a ping, a recycle query), bounded in time.
+//! Checking pooled connections: the bound every check runs under, the idle window after which
+//! deadpool's cheap recycling also proves a connection with a round trip, and the deadline of
+//! the checkout a check runs for.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -8,6 +11,71 @@ use tokio::time::Instant;
 use crate::classify::{AttemptTimedOut, OperationError, Phase};
 use crate::error::{Error, ErrorKind};
 use crate::failure::Failure;
+
+/// How pooled connections are checked before they are handed out again.
+///
+/// # Default
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `timeout` | 1 s | bound on one check (a ping, a recycle query); also bounded by the attempt timeout and by what is left of the caller's budget |
+/// | `after_idle` | 500 ms | with deadpool's `Fast` recycling, a connection idle for longer than this since its last checkout is pinged before it is handed out (HikariCP's idea): a connection whose peer vanished silently is found by its first checkout, at the cost of at most one round trip per connection and window |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckSettings {
+    /// Bound on one check.
+    pub timeout: Duration,
+    /// Idle time after which even `Fast` recycling pings; `None`: never.
+    pub after_idle: Option<Duration>,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(1),
+            after_idle: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+impl CheckSettings {
+    /// Sets the bound on one check.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the idle window after which `Fast` recycling pings (`None`: never).
+    #[must_use]
+    pub fn after_idle(mut self, window: Option<Duration>) -> Self {
+        self.after_idle = window;
+        self
+    }
+}
+
+/// When a check last went unanswered (a peer that vanished without closing): connections idle
+/// since before then are likely dead too and are replaced without a check of their own, so
+/// that one caller does not wait out a check per dead connection.
+#[derive(Debug, Default)]
+pub(crate) struct SilentPeers(Mutex<Option<Instant>>);
+
+impl SilentPeers {
+    pub(crate) fn saw_one(&self) {
+        *self.lock() = Some(Instant::now());
+    }
+
+    /// Whether a connection last alive at `last_alive` was idle when a peer last went silent.
+    pub(crate) fn suspects(&self, last_alive: Instant) -> bool {
+        self.lock().is_some_and(|seen| last_alive < seen)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// Runs `check`, bounded by `bound`; a failure is an [`ErrorKind::Connection`] error carrying
 /// the check's error or [`AttemptTimedOut`].
@@ -27,4 +95,9 @@ pub(crate) async fn check_within<E: OperationError>(
         started.elapsed(),
         Some(failure),
     ))
+}
+
+/// Whether a failed check went unanswered (rather than being answered with an error).
+pub(crate) fn went_unanswered(error: &Error) -> bool {
+    error.find_cause::<AttemptTimedOut>().is_some()
 }

@@ -4,7 +4,7 @@
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult};
 use tokio::time::Instant;
 
-use super::{Backend, RetryingManager, check_within};
+use super::{Backend, PoolShared, RetryingManager};
 use crate::Error;
 use crate::error::ErrorKind;
 use crate::events::Diagnostics;
@@ -25,22 +25,29 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
         connection: &mut B::Connection,
         metrics: &Metrics,
     ) -> RecycleResult<Error> {
+        let shared = &self.shared.0;
         let last_alive = Instant::from_std(metrics.recycled.unwrap_or(metrics.created));
-        let events = &self.shared.0.events;
         if self.backend.is_broken(connection) {
-            events.recycle_failed(&"connection closed");
-            self.shared.0.connection_lost(last_alive);
+            shared.events.recycle_failed(&"connection closed");
+            shared.connection_lost(last_alive);
             return Err(RecycleError::message("connection closed"));
         }
-        let Some(check) = self.backend.recycle_check(connection) else {
-            return Ok(());
+        if let Some(check) = self.backend.recycle_check(connection) {
+            let checked = Box::pin(shared.check(last_alive, check)).await;
+            return checked.map_err(RecycleError::Backend);
+        }
+        let checked = match shared.checks.after_idle {
+            Some(window) if metrics.last_used() > window => {
+                if shared.silent_peers.suspects(last_alive) {
+                    const WHY: &str = "idle while another connection's peer went silent";
+                    shared.events.recycle_failed(&WHY);
+                    return Err(RecycleError::message(WHY));
+                }
+                Box::pin(shared.check(last_alive, B::ping(connection))).await
+            }
+            _ => Ok(()),
         };
-        let bound = self.shared.0.gate.attempt_timeout();
-        Box::pin(check_within(bound, check)).await.map_err(|error| {
-            events.recycle_failed(&error);
-            self.shared.0.connection_lost(last_alive);
-            RecycleError::Backend(error)
-        })
+        checked.map_err(RecycleError::Backend)
     }
 
     fn detach(&self, connection: &mut B::Connection) {
@@ -50,14 +57,14 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
 
 /// A deadpool error as this crate's error: the manager's own error as it is, deadpool's
 /// time-outs and closed pool with the last connect failure as their cause.
-pub(crate) fn from_pool_error(error: PoolError<Error>, diagnostics: &Diagnostics) -> Error {
+pub(crate) fn from_pool_error(error: PoolError<Error>, pool: &PoolShared) -> Error {
     match error {
         PoolError::Backend(error) => error,
         PoolError::Timeout(_) => Error::new(
             ErrorKind::Timeout,
             0,
             std::time::Duration::ZERO,
-            diagnostics.last_connect_error(),
+            pool.events.last_connect_failure(),
         ),
         other => Error::new(
             ErrorKind::Connection,
@@ -77,7 +84,7 @@ impl<B: Backend> HealthTarget for managed::Pool<RetryingManager<B>> {
             let mut connection = self
                 .get()
                 .await
-                .map_err(|e| from_pool_error(e, &self.manager().diagnostics()))?;
+                .map_err(|e| from_pool_error(e, &self.manager().shared.0))?;
             self.manager().ping(&mut connection).await
         })
     }
@@ -98,5 +105,26 @@ impl<B: Backend> HealthTarget for managed::Pool<RetryingManager<B>> {
 
     fn pool_name(&self) -> &str {
         self.manager().name()
+    }
+}
+
+impl<B: Backend> HealthTarget for crate::deadpool::Pool<RetryingManager<B>> {
+    fn ping(&self) -> PingFuture<'_> {
+        Box::pin(async move {
+            let mut connection = self.get().await?;
+            self.inner().manager().ping(&mut connection).await
+        })
+    }
+
+    fn occupancy(&self) -> Option<PoolOccupancy> {
+        self.inner().occupancy()
+    }
+
+    fn diagnostics(&self) -> Option<Diagnostics> {
+        Some(self.inner().manager().diagnostics())
+    }
+
+    fn pool_name(&self) -> &str {
+        self.inner().manager().name()
     }
 }

@@ -12,8 +12,11 @@ mod builder;
 mod check;
 #[cfg(feature = "deadpool")]
 mod deadpool;
+#[cfg(feature = "deadpool")]
+pub(crate) use self::deadpool::from_pool_error;
 
 use std::fmt;
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -21,8 +24,10 @@ use tokio::time::Instant;
 
 pub use self::backend::{Backend, PoolContext};
 pub use self::builder::ManagerBuilder;
+pub use self::check::CheckSettings;
 pub(crate) use self::check::check_within;
 
+use crate::checkout_deadline::checkout_deadline;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::events::{Diagnostics, PoolEvents};
 use crate::gate::Gate;
@@ -34,17 +39,21 @@ use crate::{Error, Retrier, RetryPolicy};
 pub(crate) struct PoolShared {
     pub(crate) gate: Gate,
     pub(crate) events: Arc<PoolEvents>,
+    pub(crate) checks: CheckSettings,
+    pub(crate) silent_peers: check::SilentPeers,
     #[cfg(feature = "bb8")]
     pub(crate) give_ups: bb8::GiveUps,
 }
 
 impl PoolShared {
-    fn new(retrier: Retrier, breaker: Option<CircuitBreaker>) -> Self {
+    fn new(retrier: Retrier, breaker: Option<CircuitBreaker>, checks: CheckSettings) -> Self {
         let events = Arc::new(PoolEvents::new(retrier.label()));
         crate::metrics::register_pool(retrier.label());
         Self {
             gate: Gate::new(retrier, breaker),
             events,
+            checks,
+            silent_peers: check::SilentPeers::default(),
             #[cfg(feature = "bb8")]
             give_ups: bb8::GiveUps::default(),
         }
@@ -53,6 +62,77 @@ impl PoolShared {
     /// A pooled connection is dead: recorded, and the next connect checks the database first.
     pub(crate) fn connection_lost(&self, last_alive: Instant) {
         self.gate.connection_lost(last_alive);
+    }
+
+    /// The bound on one check: the check timeout, the attempt timeout, and what is left of
+    /// the budget of the checkout it runs for, whichever is shortest.
+    pub(crate) fn check_bound(&self) -> std::time::Duration {
+        let bound = self.checks.timeout.min(self.gate.attempt_timeout());
+        match checkout_deadline() {
+            Some(deadline) => bound.min(deadline.saturating_duration_since(Instant::now())),
+            None => bound,
+        }
+    }
+
+    /// Runs `check` of a pooled connection last alive at `last_alive` within
+    /// [`check_bound`](Self::check_bound); a connection that fails it is reported lost, and
+    /// one that does not answer marks its idle peers suspect.
+    pub(crate) async fn check<E: crate::OperationError>(
+        &self,
+        last_alive: Instant,
+        check: impl Future<Output = Result<(), E>>,
+    ) -> Result<(), Error> {
+        let checked = check_within(self.check_bound(), check).await;
+        if let Err(error) = &checked {
+            self.events.recycle_failed(error);
+            if check::went_unanswered(error) {
+                self.silent_peers.saw_one();
+            }
+            self.connection_lost(last_alive);
+        }
+        checked
+    }
+}
+
+impl PoolShared {
+    /// The error of a checkout that began at `started` and ran out of time: the database's
+    /// last answer if a connect failed meanwhile (or the pool knows it is down), else "pool
+    /// exhausted".
+    pub(crate) fn checkout_timed_out(&self, started: Instant, pool: crate::PoolState) -> Error {
+        let waited = started.elapsed();
+        let began = std::time::SystemTime::now()
+            .checked_sub(waited)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let last = self.events.last_connect_failure();
+        let failed_meanwhile = last.as_ref().is_some_and(|f| f.at() >= began);
+        let label = self.events.name();
+        if failed_meanwhile || !self.gate.is_up() {
+            crate::metrics::checkout_timeout(label, "database");
+            Error::new(crate::ErrorKind::Timeout, 0, waited, last)
+        } else {
+            crate::metrics::checkout_timeout(label, "pool_exhausted");
+            Error::pool_exhausted(waited, pool)
+        }
+    }
+}
+
+/// A dbretry manager — any [`RetryingManager`] — that the pool wrappers
+/// ([`dbretry::bb8::Pool`](crate), [`dbretry::deadpool::Pool`](crate)) can wrap. Sealed.
+pub trait PoolManager: sealed::HasContext {}
+
+impl<B> PoolManager for RetryingManager<B> {}
+
+pub(crate) mod sealed {
+    use super::{PoolContext, RetryingManager};
+
+    pub trait HasContext {
+        fn context(&self) -> &PoolContext;
+    }
+
+    impl<B> HasContext for RetryingManager<B> {
+        fn context(&self) -> &PoolContext {
+            &self.shared
+        }
     }
 }
 
@@ -91,10 +171,6 @@ impl<B> RetryingManager<B> {
     pub fn backend(&self) -> &B {
         &self.backend
     }
-
-    pub(crate) fn shared(&self) -> &PoolContext {
-        &self.shared
-    }
 }
 
 impl<B: Backend> RetryingManager<B> {
@@ -109,10 +185,9 @@ impl<B: Backend> RetryingManager<B> {
         Ok(connection)
     }
 
-    /// The round trip that proves a connection works, bounded by the attempt timeout.
+    /// The round trip that proves a connection works, within the check bound.
     pub(crate) async fn ping(&self, connection: &mut B::Connection) -> Result<(), Error> {
-        let bound = self.shared.0.gate.attempt_timeout();
-        check_within(bound, B::ping(connection)).await
+        check_within(self.shared.0.check_bound(), B::ping(connection)).await
     }
 }
 

@@ -3,6 +3,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::config::TargetSessionAttrs;
 
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -44,12 +48,63 @@ pub(crate) async fn connect_with<T: MakeTls>(
 ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
     let (client, connection) = config.connect(tls).await?;
     let pool = pool.clone();
-    let task = tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            pool.connection_ended_with(error);
-        }
-    });
+    let task = if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
+        tokio::spawn(async move {
+            if let Err(error) = drive_while_writable(connection).await {
+                pool.connection_ended_with(error);
+            }
+        })
+    } else {
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                pool.connection_ended_with(error);
+            }
+        })
+    };
     Ok((client, task))
+}
+
+/// A session of a pool that requires a writable server, on a server that turned read-only:
+/// fenced with `default_transaction_read_only` or now a hot standby (PostgreSQL 14 and later
+/// report both as they change).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server turned read-only ({0}) and this pool requires a writable one \
+     (target_session_attrs=read-write): the connection is closed so the pool finds the new primary"
+)]
+pub struct ServerTurnedReadOnly(&'static str);
+
+impl crate::Classify for ServerTurnedReadOnly {
+    fn classify(&self, _phase: crate::Phase) -> crate::ErrorClass {
+        crate::ErrorClass::Transient
+    }
+
+    fn breaks_connection(&self) -> bool {
+        true
+    }
+}
+
+/// Drives `connection`, ending it (which closes the client, so the pool discards it) once the
+/// server reports that it no longer accepts writes.
+async fn drive_while_writable<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    std::future::poll_fn(|cx| {
+        let polled = Pin::new(&mut connection).poll(cx);
+        if polled.is_pending() {
+            for setting in ["default_transaction_read_only", "in_hot_standby"] {
+                if connection.parameter(setting) == Some("on") {
+                    return Poll::Ready(Err(ServerTurnedReadOnly(setting).into()));
+                }
+            }
+        }
+        polled.map_err(Into::into)
+    })
+    .await
 }
 
 /// A TLS connector with its type erased, so that deadpool's manager need not be generic.

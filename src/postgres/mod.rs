@@ -4,11 +4,16 @@
 mod classify;
 #[cfg_attr(not(pools), allow(dead_code))]
 mod connect;
+#[cfg_attr(not(pools), allow(dead_code))]
+mod dead_peer;
 
 pub use self::classify::classify_sqlstate;
-pub use self::connect::MakeTls;
 #[cfg(pools)]
 pub(crate) use self::connect::{ErasedTls, connect_with};
+pub use self::connect::{MakeTls, ServerTurnedReadOnly};
+pub use self::dead_peer::DeadPeerDetection;
+#[cfg(pools)]
+pub(crate) use self::dead_peer::PgTarget;
 
 #[cfg(feature = "tls-rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls-rustls")))]

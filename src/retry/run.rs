@@ -44,6 +44,15 @@ impl<'r> Run<'r> {
         }
     }
 
+    /// Ends this run by `deadline` too, if it is earlier than the policy's (the deadline of
+    /// the checkout a pool's connect is made for).
+    pub(crate) fn within(mut self, deadline: Option<Instant>) -> Self {
+        if let Some(deadline) = deadline {
+            self.deadline = Some(self.deadline.map_or(deadline, |own| own.min(deadline)));
+        }
+        self
+    }
+
     fn label(&self) -> &str {
         &self.retrier.name
     }

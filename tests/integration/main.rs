@@ -3,6 +3,7 @@ mod circuit_breaker;
 mod classify_postgres;
 mod classify_sqlite;
 mod cli;
+mod dead_connections;
 mod deadpool_postgres;
 mod drop_in;
 mod fault_matrix;
