@@ -82,13 +82,13 @@ impl<M: managed::Manager<Error = Error> + PoolManager> Pool<M> {
                 .inner
                 .get()
                 .await
-                .map_err(|e| self.from_pool_error(e, None));
+                .map_err(|e| self.pool_error(e, None));
         };
         let started = Instant::now();
         let deadline = crate::time::later(started, budget);
         let checkout = CHECKOUT_DEADLINE.scope(deadline, self.inner.get());
         match tokio::time::timeout_at(deadline, checkout).await {
-            Ok(checked_out) => checked_out.map_err(|e| self.from_pool_error(e, Some(started))),
+            Ok(checked_out) => checked_out.map_err(|e| self.pool_error(e, Some(started))),
             Err(_) => Err(self.timed_out(started)),
         }
     }
@@ -98,7 +98,7 @@ impl<M: managed::Manager<Error = Error> + PoolManager> Pool<M> {
         &self.inner
     }
 
-    fn from_pool_error(&self, error: PoolError<Error>, started: Option<Instant>) -> Error {
+    fn pool_error(&self, error: PoolError<Error>, started: Option<Instant>) -> Error {
         match (error, started) {
             (PoolError::Backend(error), _) => error,
             (PoolError::Timeout(_), Some(started)) => self.timed_out(started),
