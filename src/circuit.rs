@@ -146,9 +146,9 @@ impl Circuit {
 
     fn set(&self, state: &mut State, next: State) {
         let gauge = match next {
-            State::Closed { .. } => 0.0,
-            State::Open { .. } => 1.0,
-            State::HalfOpen => 2.0,
+            State::Closed { .. } => crate::metrics::CircuitState::Closed,
+            State::Open { .. } => crate::metrics::CircuitState::Open,
+            State::HalfOpen => crate::metrics::CircuitState::HalfOpen,
         };
         if std::mem::discriminant(state) != std::mem::discriminant(&next) {
             tracing::warn!(target: "dbretry", pool = &*self.pool, state = ?next, "circuit breaker changed state");

@@ -55,7 +55,7 @@ pub struct Retrier {
 impl Retrier {
     /// A retrier for operations ([`Phase::Operation`]) under `policy`, without hooks.
     pub fn new(policy: RetryPolicy) -> Self {
-        crate::metrics::describe();
+        crate::metrics::describe_once();
         Self {
             policy,
             phase: Phase::Operation,

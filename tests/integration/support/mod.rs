@@ -5,6 +5,7 @@
 //! Not every helper is used by every test, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod packages;
 pub mod pg;
 pub mod proxy;
 

@@ -1,0 +1,1 @@
+//! The service example, built: driven through an outage and a SIGTERM (to be written).
