@@ -144,6 +144,7 @@ pub(crate) enum CircuitState {
 }
 
 impl CircuitState {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) const ALL: [Self; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
 
     pub(crate) const fn as_str(self) -> &'static str {

@@ -73,3 +73,6 @@ async fn check_as(
     }
     report
 }
+
+#[cfg(all(test, feature = "sqlite", feature = "deadpool", feature = "metrics"))]
+mod tests;
