@@ -270,6 +270,27 @@ async fn started_while_the_database_is_down_it_is_live_not_ready_and_serves_once
     let mut service =
         Service::start(&[("DATABASE_URL", &url), ("DB_RETRY_MAX_ELAPSED", "600")]).await;
 
+    // Before any give-up, the series an outage alert needs are there at zero, so that
+    // increase() sees this very first outage.
+    let scrape = service.get("/metrics").await.1;
+    for (series, value) in [
+        (
+            r#"dbretry_give_ups_total{pool="default",phase="connect",reason="deadline"}"#,
+            0.0,
+        ),
+        (
+            r#"dbretry_checkout_timeouts_total{pool="default",cause="pool_exhausted"}"#,
+            0.0,
+        ),
+        (
+            r#"dbretry_circuit_state{pool="default",state="closed"}"#,
+            1.0,
+        ),
+        (r#"dbretry_circuit_state{pool="default",state="open"}"#, 0.0),
+    ] {
+        assert_eq!(sample(&scrape, series), Some(value), "{series}\n{scrape}");
+    }
+
     let (status, body) = service.get(LIVENESS).await;
     assert_eq!(status, 200, "{body}");
     let (_, body) = service
