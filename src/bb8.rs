@@ -104,6 +104,7 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
         }
         let inner = builder.build(manager).await?;
         let config = inner.config();
+        crate::metrics::pool_max_size(shared.events.name(), config.max_size as usize);
         Ok(Self {
             turns: Arc::new(Semaphore::new(config.max_size as usize)),
             budget: config.connection_timeout,

@@ -61,6 +61,7 @@ impl<M: managed::Manager<Error = Error> + PoolManager> Pool<M> {
     pub fn new(inner: managed::Pool<M>) -> Self {
         let shared = inner.manager().context().0.clone();
         let budget = shared.gate.retrier().policy().max_elapsed();
+        crate::metrics::pool_max_size(shared.events.name(), inner.status().max_size);
         Self {
             inner,
             shared,
@@ -78,11 +79,7 @@ impl<M: managed::Manager<Error = Error> + PoolManager> Pool<M> {
     /// answered but every connection stayed in use.
     pub async fn get(&self) -> Result<Object<M>, Error> {
         let Some(budget) = self.budget else {
-            return self
-                .inner
-                .get()
-                .await
-                .map_err(|e| self.pool_error(e, None));
+            return self.inner.get().await.map_err(|e| self.pool_error(e, None));
         };
         let started = Instant::now();
         let deadline = crate::time::later(started, budget);

@@ -74,22 +74,7 @@ pub(crate) enum Admission {
 }
 
 /// The circuit as metrics and logs show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Circuit {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl Circuit {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-        }
-    }
-}
+pub(crate) use crate::metrics::CircuitState as Circuit;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum State {

@@ -60,7 +60,7 @@ impl Gate {
             .with_policy(policy)
             .phase(crate::classify::Phase::Connect);
         let machine = Machine::new(retrier.policy().schedule(), breaker);
-        crate::metrics::circuit_state(retrier.label(), machine.circuit().as_str());
+        crate::metrics::circuit_state(retrier.label(), machine.circuit());
         Self {
             retrier,
             machine: Mutex::new(machine),
@@ -265,7 +265,7 @@ impl Gate {
                 state = circuit.as_str(),
                 "circuit breaker changed state"
             );
-            crate::metrics::circuit_state(self.retrier.label(), circuit.as_str());
+            crate::metrics::circuit_state(self.retrier.label(), circuit);
         }
         if effects.wake {
             let generation = self.lock().generation();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{DEFAULT_CHECK_TIMEOUT, HealthReport, HealthTarget, check_detailed};
+use super::{DEFAULT_CHECK_TIMEOUT, HealthReport, HealthTarget, check_as};
 
 /// How a [`HealthRegistry`] checks.
 ///
@@ -93,20 +93,32 @@ impl HealthRegistry {
         }
     }
 
-    /// Adds (or replaces) the database called `name`.
+    /// Adds (or replaces) the database called `name`; see [`HealthRegistry::register`].
     #[must_use]
     pub fn with(mut self, name: impl Into<String>, target: impl HealthTarget + 'static) -> Self {
         self.register(name, target);
         self
     }
 
-    /// Adds (or replaces) the database called `name`.
+    /// Adds (or replaces) the database called `name`. `name` is the `pool` label of the
+    /// health metrics of its checks; give the pool the same name (a warning is logged when
+    /// the two differ, since the pool's other series then carry another label).
     pub fn register(&mut self, name: impl Into<String>, target: impl HealthTarget + 'static) {
+        let name = name.into();
+        if target.pool_name() != name {
+            tracing::warn!(
+                target: "dbretry::health",
+                database = %name,
+                pool = target.pool_name(),
+                "registered under another name than its pool's: its health series will not join \
+                 the pool's other series on `pool`; give the pool the registry name"
+            );
+        }
         let entry = Entry {
             target: Box::new(target),
             last: Mutex::new(None),
         };
-        self.entries.insert(name.into(), entry);
+        self.entries.insert(name, entry);
     }
 
     /// The registered names, sorted.
@@ -136,8 +148,7 @@ impl HealthRegistry {
         {
             return report.clone();
         }
-        let mut report = check_detailed(&*entry.target, self.config.timeout).await;
-        report.database = name.to_owned();
+        let report = check_as(name, &*entry.target, self.config.timeout).await;
         *last = Some((Instant::now(), report.clone()));
         report
     }

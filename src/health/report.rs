@@ -1,3 +1,4 @@
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -51,13 +52,32 @@ pub struct PoolOccupancy {
 
 /// The last connect error of a pool, reduced to what is safe to show anyone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LastError {
     /// `transient` or `permanent`.
     pub class: ErrorClass,
     /// The SQLSTATE (`57P03`) or SQLite result code (`5`), if there is one.
     pub code: Option<String>,
+    /// The kind of I/O error (`connection refused`, `timed out`), when the cause was one.
+    pub io_error: Option<String>,
     /// Seconds since it happened.
     pub age_seconds: u64,
+}
+
+impl LastError {
+    /// `transient, code 57P03` or `transient, connection refused`: the class and whichever
+    /// cause is known.
+    fn summary(&self) -> String {
+        let mut text = self.class.as_str().to_owned();
+        if let Some(code) = &self.code {
+            text.push_str(", code ");
+            text.push_str(code);
+        } else if let Some(io_error) = &self.io_error {
+            text.push_str(", ");
+            text.push_str(io_error);
+        }
+        text
+    }
 }
 
 impl HealthReport {
@@ -69,10 +89,14 @@ impl HealthReport {
         pool: Option<PoolOccupancy>,
         diagnostics: Option<Diagnostics>,
     ) -> Self {
+        let last_error = diagnostics
+            .as_ref()
+            .and_then(Diagnostics::last_connect_error)
+            .map(|e| LastError::from(&e));
         let message = match &outcome {
             Ok(Ok(())) => format!("database answered in {} ms", latency.as_millis()),
             Ok(Err(error)) => describe(error),
-            Err(_) => format!("no answer within {timeout:?}"),
+            Err(_) => describe_timeout(timeout, last_error.as_ref(), pool.as_ref()),
         };
         let healthy = matches!(outcome, Ok(Ok(())));
         Self {
@@ -82,10 +106,7 @@ impl HealthReport {
             message,
             latency_ms: latency.as_secs_f64() * 1000.0,
             pool,
-            last_error: diagnostics
-                .as_ref()
-                .and_then(Diagnostics::last_connect_error)
-                .map(|e| LastError::from(&e)),
+            last_error,
             connect_attempts: diagnostics.map(|d| d.connect_attempts()),
         }
     }
@@ -104,6 +125,7 @@ impl From<&Failure> for LastError {
         Self {
             class: recorded.class(),
             code: recorded.database_code().map(|code| code.text()),
+            io_error: io_error_of(recorded.cause()),
             age_seconds: SystemTime::now()
                 .duration_since(recorded.at())
                 .unwrap_or_default()
@@ -122,10 +144,53 @@ fn describe(error: &Error) -> String {
     let code = error
         .database_code()
         .map(|code| format!(", code {}", code.text()))
+        .or_else(|| {
+            error
+                .cause()
+                .and_then(|c| io_error_of(c))
+                .map(|io| format!(", {io}"))
+        })
         .unwrap_or_default();
     format!(
         "{what}: {class} error ({}{code}) after {} attempt(s)",
         error.kind().as_str(),
         error.attempts()
     )
+}
+
+/// A timed-out check, with the last real cause the pool saw: a timeout alone says nothing
+/// about why the database did not answer.
+fn describe_timeout(
+    timeout: Duration,
+    last_error: Option<&LastError>,
+    pool: Option<&PoolOccupancy>,
+) -> String {
+    let mut text = format!("no answer within {timeout:?}");
+    match last_error {
+        Some(last) => {
+            let _ = write!(
+                text,
+                "; last connect error {}s ago: {}",
+                last.age_seconds,
+                last.summary()
+            );
+        }
+        None => text.push_str("; no connect error recorded"),
+    }
+    if pool.is_some_and(|p| p.max_size > 0 && p.size >= p.max_size && p.idle == 0) {
+        text.push_str("; every connection of the pool is in use");
+    }
+    text
+}
+
+/// The kind of the first I/O error in the chain, as a phrase (`connection refused`).
+pub(crate) fn io_error_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(io.kind().to_string());
+        }
+        next = error.source();
+    }
+    None
 }

@@ -107,10 +107,13 @@ impl PoolShared {
         let failed_meanwhile = last.as_ref().is_some_and(|f| f.at() >= began);
         let label = self.events.name();
         if failed_meanwhile || !self.gate.is_up() {
-            crate::metrics::checkout_timeout(label, "database");
+            crate::metrics::checkout_timeout(label, crate::metrics::CheckoutTimeoutCause::Database);
             Error::new(crate::ErrorKind::Timeout, 0, waited, last)
         } else {
-            crate::metrics::checkout_timeout(label, "pool_exhausted");
+            crate::metrics::checkout_timeout(
+                label,
+                crate::metrics::CheckoutTimeoutCause::PoolExhausted,
+            );
             Error::pool_exhausted(waited, pool)
         }
     }

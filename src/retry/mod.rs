@@ -41,15 +41,18 @@ pub struct Retrier {
     policy: RetryPolicy,
     phase: Phase,
     hooks: Hooks,
+    /// Registers this retrier's operation series at zero on its first run.
+    registered: Arc<std::sync::Once>,
     name: Arc<str>,
 }
 
 impl Retrier {
     /// A retrier for operations ([`Phase::Operation`]) under `policy`, without hooks.
     pub fn new(policy: RetryPolicy) -> Self {
-        crate::metrics::describe();
+        crate::metrics::describe_once();
         Self {
             policy,
+            registered: Arc::new(std::sync::Once::new()),
             phase: Phase::Operation,
             hooks: Hooks::default(),
             name: Arc::from("default"),
@@ -61,6 +64,7 @@ impl Retrier {
     #[must_use]
     pub fn name(mut self, name: impl AsRef<str>) -> Self {
         self.name = Arc::from(name.as_ref());
+        self.registered = Arc::new(std::sync::Once::new());
         self
     }
 
@@ -121,6 +125,8 @@ impl Retrier {
         Fut: Future<Output = Result<T, E>>,
         E: OperationError,
     {
+        self.registered
+            .call_once(|| crate::metrics::register_operations(&self.name));
         let mut run = Run::start(self);
         let mut schedule = self.policy.schedule();
         loop {

@@ -13,6 +13,8 @@ mod harness_topology;
 mod http_health;
 mod load;
 mod metrics;
+mod ops_rules;
+mod service_example;
 mod sqlite_pools;
 mod support;
 #[cfg(feature = "tls-rustls")]

@@ -221,10 +221,7 @@ fn a_restart_counts_the_discarded_connection_the_lost_session_and_the_reconnect(
         ),
         1
     );
-    assert_eq!(
-        snapshot.gauge(m::HEALTH_STATUS, &[("database", "orders")]),
-        Some(1.0)
-    );
+    assert_eq!(snapshot.gauge(m::HEALTH_STATUS, &[ORDERS]), Some(1.0));
     assert_eq!(snapshot.gauge(m::POOL_SIZE, &[ORDERS]), Some(1.0));
     assert_eq!(snapshot.gauge(m::POOL_IDLE, &[ORDERS]), Some(1.0));
     drop(pg);
