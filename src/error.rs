@@ -137,6 +137,48 @@ impl Error {
         self.0.last.as_ref()?.sqlite_code()
     }
 
+    /// The SQLSTATE of the last cause, as `tokio_postgres::Error::code` answers it, so
+    /// `PoolError::Backend(e) if e.code() == Some(&SqlState::INVALID_PASSWORD)` reads as with
+    /// deadpool-postgres.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.as_db_error().map(tokio_postgres::error::DbError::code)
+    }
+
+    /// The server's error report behind the last cause (message, detail, hint, constraint, …),
+    /// as `tokio_postgres::Error::as_db_error` answers it.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        self.find_cause()
+    }
+
+    /// Whether the last cause is tokio-postgres's "connection closed", as
+    /// `tokio_postgres::Error::is_closed` answers it.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn is_closed(&self) -> bool {
+        self.find_cause::<tokio_postgres::Error>()
+            .is_some_and(tokio_postgres::Error::is_closed)
+    }
+
+    /// SQLite's error behind the last cause (code and extended code), as
+    /// `rusqlite::Error::sqlite_error` answers it.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite_error(&self) -> Option<&rusqlite::ffi::Error> {
+        self.find_cause()
+    }
+
+    /// SQLite's primary error code behind the last cause (`DatabaseBusy`, `CannotOpen`, …), as
+    /// `rusqlite::Error::sqlite_error_code` answers it.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite_error_code(&self) -> Option<rusqlite::ErrorCode> {
+        self.sqlite_error().map(|error| error.code)
+    }
+
     /// Takes the last cause out of the error.
     pub fn into_cause(self) -> Option<SharedCause> {
         self.0.last.map(|failure| failure.shared_cause().clone())

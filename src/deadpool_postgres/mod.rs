@@ -27,6 +27,7 @@
 //! ```
 
 mod config;
+mod generic_client;
 mod statement_caches;
 
 use std::fmt;
@@ -41,11 +42,12 @@ pub use deadpool_postgres::{
 pub use tokio_postgres;
 use tokio_postgres::Config as PgConfig;
 
+use crate::Error;
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
 use crate::postgres::{ErasedTls, MakeTls};
-use crate::{ConfigError, Error};
 
-pub use self::config::Config;
+pub use self::config::{Config, ConfigError};
+pub use self::generic_client::GenericClient;
 pub use self::statement_caches::StatementCaches;
 
 deadpool::managed_reexports!(

@@ -5,6 +5,8 @@ mod classify_sqlite;
 mod cli;
 mod deadpool_postgres;
 mod drop_in;
+mod drop_in_config;
+mod drop_in_errors;
 mod fault_matrix;
 mod harness_netns;
 mod harness_selftest;
