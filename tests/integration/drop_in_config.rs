@@ -89,16 +89,15 @@ const PG_VARS: &[(&str, &str)] = &[
 #[test]
 fn postgres_config_from_env_reads_typed_values_exactly_as_deadpool_postgres_does() {
     for try_parsing in [false, true] {
-        let ours: Result<Settings<Config>, _> = from_env(PG_VARS, try_parsing);
-        let theirs: Result<Settings<deadpool_postgres::Config>, _> = from_env(PG_VARS, try_parsing);
-        match (&ours, &theirs) {
-            (Ok(ours), Ok(theirs)) => assert_eq!(summary!(ours.pg), summary!(theirs.pg)),
-            _ => assert_eq!(
-                ours.as_ref().err(),
-                theirs.as_ref().err(),
-                "try_parsing({try_parsing}): one accepts, the other does not"
-            ),
-        }
+        let theirs = from_env::<Settings<deadpool_postgres::Config>>(PG_VARS, try_parsing)
+            .unwrap_or_else(|e| panic!("deadpool-postgres, try_parsing({try_parsing}): {e}"));
+        let ours = from_env::<Settings<Config>>(PG_VARS, try_parsing)
+            .unwrap_or_else(|e| panic!("dbretry, try_parsing({try_parsing}): {e}"));
+        assert_eq!(
+            summary!(ours.pg),
+            summary!(theirs.pg),
+            "try_parsing({try_parsing})"
+        );
     }
     // Without try_parsing, as deadpool-postgres documents it, every value arrives typed.
     let cfg = from_env::<Settings<Config>>(PG_VARS, false).unwrap().pg;
