@@ -3,9 +3,10 @@
 //!
 //! Same name, same constructors (`new`, `new_from_stringlike`) with the same TLS bounds, same
 //! connection type (`tokio_postgres::Client`), `Clone`; the error type is
-//! [`dbretry::Error`](crate::Error). Build the
-//! pool with [`bb8::Pool`](crate::bb8::Pool) to avoid stacking bb8's own connect retry on ours
-//! and to get real errors from `get()`:
+//! [`dbretry::Error`](crate::Error) (it answers `code()`, `as_db_error()` and `is_closed()`, and
+//! converts from `tokio_postgres::Error` with `?`). Build the pool with
+//! [`bb8::Pool`](crate::bb8::Pool) to avoid stacking bb8's own connect retry on ours and to get
+//! real errors from `get()`:
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -32,11 +32,11 @@ pub use deadpool::managed::reexports::*;
 pub use deadpool_sync::reexports::*;
 pub use deadpool_sync::{InteractError, SyncWrapper};
 pub use rusqlite;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
 use crate::sqlite::{InteractError as CallError, SqliteFailure, SqliteOptions, open_off_runtime};
-use crate::{ConfigError, Error, RetryConfig};
+use crate::{Error, RetryConfig};
 
 deadpool::managed_reexports!(
     "dbretry",
@@ -49,25 +49,47 @@ deadpool::managed_reexports!(
 /// A pooled SQLite connection, as deadpool-sqlite's `Connection`.
 pub type Connection = Object;
 
-/// Pool configuration, as deadpool-sqlite's `Config` plus retry and per-connection settings
-/// (serde: a config-file section with these names).
+/// deadpool-sqlite's `Config` (`path`, `pool`, the same methods and config-file keys) plus
+/// retry and per-connection settings; every constructor honours them all, `Manager::from_config`
+/// included.
+///
+/// Retry settings are layered: [`RetryPolicy::default`](crate::RetryPolicy), then the `retry`
+/// section, then each `DB_RETRY_*` variable that is set
+/// ([`get_retry_config`](Self::get_retry_config)). Unknown keys are ignored, as in
+/// deadpool-sqlite, with a `tracing` warning naming each.
+///
+/// ```
+/// use dbretry::deadpool_sqlite::Config;
+///
+/// let literal = Config { path: "app.sqlite3".into(), pool: None, ..Default::default() };
+/// let from_file: Config = toml::from_str("path = 'app.sqlite3'\nbusy_timeout = 2.5\nwal = true")?;
+/// # Ok::<(), toml::de::Error>(())
+/// ```
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(remote = "Self", default)]
 pub struct Config {
     /// The database file.
     pub path: PathBuf,
     /// Pool settings (size, timeouts, queue mode). Default: deadpool's.
     pub pool: Option<PoolConfig>,
-    /// Retry settings. Default: [`RetryPolicy::default`](crate::RetryPolicy::default).
+    /// Retry settings, under any `DB_RETRY_*` variables. Default:
+    /// [`RetryPolicy::default`](crate::RetryPolicy::default).
     pub retry: Option<RetryConfig>,
     /// Seconds a statement waits on another connection's lock. Default 5 (rusqlite's).
     pub busy_timeout: Option<f64>,
     /// Switch the database to write-ahead logging. Default off.
     pub wal: bool,
+    /// The pool's name (its metrics' `pool` label). Default `default`.
+    pub name: Option<String>,
 }
+
+/// An invalid retry setting or `busy_timeout`, named. (deadpool-sqlite's is `Infallible`: it
+/// checks nothing.)
+pub use crate::ConfigError;
 
 impl Config {
     /// A configuration for the database at `path`, everything else default.
+    #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
@@ -75,7 +97,7 @@ impl Config {
         }
     }
 
-    /// Creates a pool.
+    /// Creates a pool, as deadpool-sqlite's `Config::create_pool`.
     ///
     /// # Errors
     /// An invalid retry setting or `busy_timeout` (named), or a pool build error.
@@ -86,12 +108,36 @@ impl Config {
             .map_err(CreatePoolError::Build)
     }
 
-    /// A pool builder from this configuration.
+    /// A pool builder from this configuration, as deadpool-sqlite's `Config::builder`.
     ///
     /// # Errors
     /// An invalid retry setting or `busy_timeout`, named with its accepted range.
     pub fn builder(&self, runtime: Runtime) -> Result<PoolBuilder, ConfigError> {
-        let policy = self.retry.clone().unwrap_or_default().build()?;
+        let manager = self.manager_builder(runtime)?.build();
+        Ok(Pool::builder(manager)
+            .config(self.get_pool_config())
+            .runtime(runtime))
+    }
+
+    /// The pool configuration: `pool`, or the default.
+    #[must_use]
+    pub fn get_pool_config(&self) -> PoolConfig {
+        self.pool.unwrap_or_default()
+    }
+
+    /// The retry settings pools built from this configuration use: the `retry` section, with
+    /// each `DB_RETRY_*` variable that is set taking its place (the environment is the
+    /// deployment's word over the file's).
+    ///
+    /// # Errors
+    /// A `DB_RETRY_*` variable that does not parse or is out of range, named.
+    pub fn get_retry_config(&self) -> Result<RetryConfig, ConfigError> {
+        let section = self.retry.clone().unwrap_or_default();
+        Ok(section.merge(RetryConfig::from_env()?))
+    }
+
+    fn manager_builder(&self, runtime: Runtime) -> Result<ManagerBuilder, ConfigError> {
+        let policy = self.get_retry_config()?.build()?;
         let mut options = SqliteOptions::new(&self.path).wal(self.wal);
         if let Some(secs) = self.busy_timeout {
             let timeout = Duration::try_from_secs_f64(secs).map_err(|_| {
@@ -99,13 +145,25 @@ impl Config {
             })?;
             options = options.busy_timeout(timeout);
         }
-        let manager = Manager::builder(options)
-            .policy(policy)
-            .runtime(runtime)
-            .build();
-        Ok(Pool::builder(manager)
-            .config(self.pool.unwrap_or_default())
-            .runtime(runtime))
+        let mut builder = Manager::builder(options).policy(policy).runtime(runtime);
+        if let Some(name) = &self.name {
+            builder = builder.name(name);
+        }
+        Ok(builder)
+    }
+}
+
+impl<'de> Deserialize<'de> for Config {
+    /// As derived, with a warning for each unknown key (deadpool-sqlite ignores them).
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut warn = crate::unknown_keys::warn_ignored("deadpool_sqlite::Config");
+        Config::deserialize(serde_ignored::Deserializer::new(deserializer, &mut warn))
+    }
+}
+
+impl Serialize for Config {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Config::serialize(self, serializer)
     }
 }
 
@@ -120,14 +178,30 @@ pub type ManagerBuilder = crate::ManagerBuilder<Opener>;
 pub struct Opener {
     options: Arc<SqliteOptions>,
     runtime: Runtime,
+    /// A setting [`Manager::from_config`](RetryingManager::from_config) could not use (its
+    /// signature cannot return an error): every connect fails with it.
+    invalid: Option<ConfigError>,
 }
 
 impl RetryingManager<Opener> {
-    /// A manager with the default policy, as deadpool-sqlite's `Manager::from_config`.
+    /// A manager with every setting of `config` (retry, `busy_timeout`, WAL, name), as
+    /// deadpool-sqlite's `Manager::from_config`. An invalid setting cannot be returned from
+    /// here: it is logged, and every connect fails with it at once (a permanent error);
+    /// [`Config::create_pool`] reports it up front instead.
     pub fn from_config(config: &Config, runtime: Runtime) -> Self {
-        Self::builder(SqliteOptions::new(&config.path).wal(config.wal))
-            .runtime(runtime)
-            .build()
+        match config.manager_builder(runtime) {
+            Ok(builder) => builder.build(),
+            Err(invalid) => {
+                tracing::error!(
+                    target: "dbretry::config",
+                    error = %invalid,
+                    "invalid SQLite pool configuration: every connect will fail"
+                );
+                let mut builder = Self::builder(SqliteOptions::new(&config.path)).runtime(runtime);
+                builder.backend.invalid = Some(invalid);
+                builder.build()
+            }
+        }
     }
 
     /// Starts a builder for a manager opening connections with `options`.
@@ -135,6 +209,7 @@ impl RetryingManager<Opener> {
         crate::ManagerBuilder::new(Opener {
             options: Arc::new(options),
             runtime: Runtime::Tokio1,
+            invalid: None,
         })
     }
 }
@@ -154,6 +229,9 @@ impl Backend for Opener {
     type Error = SqliteFailure;
 
     async fn connect(&self, _: &PoolContext) -> Result<Self::Connection, SqliteFailure> {
+        if let Some(invalid) = &self.invalid {
+            return Err(Box::new(invalid.clone()));
+        }
         let conn = open_off_runtime(self.options.clone()).await?;
         // Opened already: wrapping cannot fail or panic.
         let wrapped = SyncWrapper::new(self.runtime, move || Ok::<_, SqliteFailure>(conn));
@@ -186,6 +264,7 @@ impl fmt::Debug for Opener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opener")
             .field("options", &self.options)
+            .field("invalid", &self.invalid)
             .finish_non_exhaustive()
     }
 }

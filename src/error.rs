@@ -168,6 +168,48 @@ impl Error {
         self.0.last.as_ref()?.sqlite_code()
     }
 
+    /// The SQLSTATE of the last cause, as `tokio_postgres::Error::code` answers it, so
+    /// `PoolError::Backend(e) if e.code() == Some(&SqlState::INVALID_PASSWORD)` reads as with
+    /// deadpool-postgres.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.as_db_error().map(tokio_postgres::error::DbError::code)
+    }
+
+    /// The server's error report behind the last cause (message, detail, hint, constraint, …),
+    /// as `tokio_postgres::Error::as_db_error` answers it.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        self.find_cause()
+    }
+
+    /// Whether the last cause is tokio-postgres's "connection closed", as
+    /// `tokio_postgres::Error::is_closed` answers it.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub fn is_closed(&self) -> bool {
+        self.find_cause::<tokio_postgres::Error>()
+            .is_some_and(tokio_postgres::Error::is_closed)
+    }
+
+    /// SQLite's error behind the last cause (code and extended code), as
+    /// `rusqlite::Error::sqlite_error` answers it.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite_error(&self) -> Option<&rusqlite::ffi::Error> {
+        self.find_cause()
+    }
+
+    /// SQLite's primary error code behind the last cause (`DatabaseBusy`, `CannotOpen`, …), as
+    /// `rusqlite::Error::sqlite_error_code` answers it.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    pub fn sqlite_error_code(&self) -> Option<rusqlite::ErrorCode> {
+        self.sqlite_error().map(|error| error.code)
+    }
+
     /// Takes the last cause out of the error.
     pub fn into_cause(self) -> Option<SharedCause> {
         self.0.last.map(|failure| failure.shared_cause().clone())
@@ -192,10 +234,10 @@ impl fmt::Display for Error {
                 f,
                 "cannot connect to the database (permanent error, not retried)"
             )?,
-            ErrorKind::Query => write!(
-                f,
-                "database operation failed (permanent error, not retried)"
-            )?,
+            ErrorKind::Query => {
+                let class = self.class().map_or("permanent", ErrorClass::as_str);
+                write!(f, "database operation failed ({class} error, not retried)")?;
+            }
             ErrorKind::RetryExhausted => write!(
                 f,
                 "database still unavailable after {attempts} {tries} over {elapsed:.2?} (max_attempts reached)"
@@ -266,9 +308,14 @@ impl StdError for Error {
 }
 
 impl Classify for Error {
-    /// Permanent for [`ErrorKind::Connection`] and [`ErrorKind::Query`]; transient otherwise:
-    /// the condition that exhausted the retries may pass later.
+    /// The class of the last failure when there is one (a timed-out or exhausted run ended
+    /// on a transient one, a permanent give-up on a permanent one); without one, permanent
+    /// for [`ErrorKind::Connection`] and [`ErrorKind::Query`] and transient otherwise (an open
+    /// circuit, an exhausted pool: conditions that pass).
     fn classify(&self, _phase: Phase) -> ErrorClass {
+        if let Some(last) = &self.0.last {
+            return last.class();
+        }
         match self.0.kind {
             ErrorKind::Connection | ErrorKind::Query => ErrorClass::Permanent,
             _ => ErrorClass::Transient,

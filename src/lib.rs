@@ -19,6 +19,8 @@ mod config_error;
 mod error;
 mod events;
 mod failure;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod from_driver;
 mod gate;
 pub mod health;
 #[cfg(feature = "axum")]
@@ -30,6 +32,8 @@ pub mod policy;
 mod redact;
 mod retry;
 mod time;
+#[cfg(all(feature = "deadpool", any(feature = "postgres", feature = "sqlite")))]
+mod unknown_keys;
 
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

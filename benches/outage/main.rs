@@ -36,7 +36,9 @@ async fn main() {
     pg.restart_fast().await;
 
     steady_state(&pg, if quick { 1 } else { 9 }).await;
+    steady_recycling(&pg, if quick { 1 } else { 9 }).await;
     outage(&pg).await;
+    silent_drop(&pg).await;
     cold_start().await;
     permanent_errors(&pg).await;
 }
@@ -113,7 +115,27 @@ async fn steady_state(pg: &PgCluster, rounds: usize) {
         "\n## (a) steady state: 8 tasks, get() + SELECT 1, pool max {POOL_SIZE}, {rounds} rounds of 1.5 s, order rotated\n"
     );
     let subjects = Subject::all(&pg.config(), POOL_SIZE, BUDGET).await;
-    for subject in &subjects {
+    let ratios = [None, None, Some(0), Some(1)];
+    compare_rates(&subjects, rounds, &ratios).await;
+}
+
+/// (a') the recycling methods of deadpool side by side: dbretry's default against Fast
+/// alone and Verified, each as a ratio to plain deadpool-postgres with Fast.
+async fn steady_recycling(pg: &PgCluster, rounds: usize) {
+    println!(
+        "\n## (a') steady state by recycling method: 8 tasks, get() + SELECT 1, pool max {POOL_SIZE}, {rounds} rounds of 1.5 s\n"
+    );
+    let mut subjects = Vec::new();
+    for name in Subject::RECYCLING {
+        subjects.push(Subject::by_name(name, &pg.config(), POOL_SIZE, BUDGET).await);
+    }
+    compare_rates(&subjects, rounds, &[None, Some(0), Some(0), Some(0)]).await;
+}
+
+/// Runs `subjects` round after round (order rotated) and prints each one's rate, with its
+/// ratio (the median of per-round ratios) to the subject `ratios[i]` names.
+async fn compare_rates(subjects: &[Subject], rounds: usize, ratios: &[Option<usize>]) {
+    for subject in subjects {
         subject.warm_up().await;
     }
     let mut rates = vec![Vec::new(); subjects.len()];
@@ -148,10 +170,9 @@ async fn steady_state(pg: &PgCluster, rounds: usize) {
     println!("| pool | ops/s (median) | min – max | ratio (median of per-round ratios) |");
     println!("|---|---|---|---|");
     for (i, subject) in subjects.iter().enumerate() {
-        let ratio = match i {
-            2 => format!("{:.3}× deadpool-postgres", ratio_to(2, 0)),
-            3 => format!("{:.3}× bb8-postgres", ratio_to(3, 1)),
-            _ => "—".to_owned(),
+        let ratio = match ratios[i] {
+            Some(to) => format!("{:.3}× {}", ratio_to(i, to), subjects[to].name),
+            None => "—".to_owned(),
         };
         let (low, high) = rates[i]
             .iter()
@@ -206,6 +227,72 @@ async fn cold_start() {
             &tally,
             Some(subject.connect_attempts()),
             None,
+        );
+    }
+}
+
+/// (e) the 10 warm connections of each pool go silent (a proxy stops forwarding, sends no FIN
+/// or RST), new connections still work; 32 tasks loop for 10 s.
+async fn silent_drop(pg: &PgCluster) {
+    const RUN: Duration = Duration::from_secs(10);
+    println!(
+        "\n## (e) silent drop: the 10 idle connections black-holed, new ones work; 32 tasks for {RUN:?}\n"
+    );
+    println!(
+        "| pool | first success after the drop | hung callers at the end | ok ops | get() errors | query errors | worst get() |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for name in Subject::NAMES {
+        let proxy = support::FaultProxy::start(pg.socket_addr()).await;
+        let subject = Subject::by_name(name, &pg.config_via(proxy.addr()), POOL_SIZE, BUDGET).await;
+        subject.warm_up().await;
+        // Idle past dbretry's 500 ms window, as connections in a quiet pool are.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        proxy.silence_open_connections();
+        let dropped = Instant::now();
+        let tally = Arc::new(Tally::default());
+        // Per caller: when its current get() + query began (µs after the drop, 0: between).
+        let began: Arc<Vec<AtomicU64>> = Arc::new((0..32).map(|_| AtomicU64::new(0)).collect());
+        let workers: Vec<_> = (0..32)
+            .map(|i| {
+                let (subject, tally, began) = (subject.clone(), tally.clone(), began.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let now = dropped.elapsed().as_micros() as u64;
+                        began[i].store(now.max(1), Ordering::Relaxed);
+                        let (outcome, took) = subject.get_and_select().await;
+                        began[i].store(0, Ordering::Relaxed);
+                        tally.record(outcome, took, Some(dropped));
+                        if outcome != Outcome::Ok {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(RUN).await;
+        // Hung: inside one get() + query for longer than any pool's budget.
+        let now = dropped.elapsed();
+        let hung = began
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .filter(|&b| b != 0 && now.saturating_sub(Duration::from_micros(b)) > BUDGET)
+            .count();
+        for worker in workers {
+            worker.abort();
+        }
+        let first = tally.first_ok_after_ready_us.load(Ordering::Relaxed);
+        let first = if first == 0 {
+            "never".to_owned()
+        } else {
+            format!("{:.0} ms", first as f64 / 1000.0)
+        };
+        println!(
+            "| {name} | {first} | {hung} | {} | {} | {} | {:.0} ms |",
+            tally.ok.load(Ordering::Relaxed),
+            tally.get_errors.load(Ordering::Relaxed),
+            tally.query_errors.load(Ordering::Relaxed),
+            tally.worst_get_us.load(Ordering::Relaxed) as f64 / 1000.0,
         );
     }
 }

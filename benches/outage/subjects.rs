@@ -44,6 +44,15 @@ impl Subject {
         "dbretry bb8",
     ];
 
+    /// deadpool recycling variants for the steady-state comparison: dbretry's default (Fast
+    /// plus a ping after 500 ms idle) against Fast alone and Verified, ours and the plain one.
+    pub const RECYCLING: [&'static str; 4] = [
+        "deadpool-postgres",
+        "dbretry deadpool",
+        "dbretry deadpool (Fast, no idle ping)",
+        "dbretry deadpool (Verified)",
+    ];
+
     pub async fn all(config: &Config, size: usize, budget: Duration) -> Vec<Subject> {
         let mut all = Vec::new();
         for name in Self::NAMES {
@@ -92,10 +101,21 @@ impl Subject {
                     .build_unchecked(manager);
                 Pool::PlainBb8(pool, attempts)
             }
-            "dbretry deadpool" => {
+            "dbretry deadpool"
+            | "dbretry deadpool (Fast, no idle ping)"
+            | "dbretry deadpool (Verified)" => {
+                let (method, after_idle) = match name {
+                    "dbretry deadpool" => (
+                        RecyclingMethod::Fast,
+                        dbretry::CheckSettings::default().after_idle,
+                    ),
+                    "dbretry deadpool (Verified)" => (RecyclingMethod::Verified, None),
+                    _ => (RecyclingMethod::Fast, None),
+                };
                 let manager = dbretry::deadpool_postgres::Manager::builder(config.clone(), NoTls)
                     .policy(policy(budget))
-                    .recycling_method(RecyclingMethod::Fast)
+                    .recycling_method(method)
+                    .checks(dbretry::CheckSettings::default().after_idle(after_idle))
                     .build();
                 let pool = dbretry::deadpool_postgres::Pool::builder(manager)
                     .max_size(size)

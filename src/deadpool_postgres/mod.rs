@@ -1,11 +1,14 @@
 //! A drop-in for [deadpool-postgres](https://docs.rs/deadpool-postgres) whose connection creation
 //! and recycling go through a retry policy.
 //!
-//! The names match deadpool-postgres's (`Manager`, `ManagerConfig`, `RecyclingMethod`, `Pool`,
+//! Every public name of deadpool-postgres 0.14 is here (`Config`, `ConfigError`, `Manager`,
+//! `ManagerConfig`, `RecyclingMethod`, `Connect`, `ConfigConnectImpl`, `GenericClient`, `Pool`,
 //! `Client`, `PoolError`, `Transaction`, `Runtime`, `Timeouts`, …), so swapping is a change of
-//! `use deadpool_postgres::…` to `use dbretry::deadpool_postgres::…` plus how the manager is
-//! built. Pooled objects are deadpool-postgres's own [`ClientWrapper`]: `prepare_cached`,
-//! transactions and the statement cache behave exactly as before.
+//! `use deadpool_postgres::…` to `use dbretry::deadpool_postgres::…`. Pooled objects are
+//! deadpool-postgres's own [`ClientWrapper`]: `prepare_cached`, transactions and the statement
+//! cache behave exactly as before. The backend error is [`dbretry::Error`](crate::Error), which
+//! answers `code()`, `as_db_error()` and `is_closed()` as `tokio_postgres::Error` does; the
+//! crate README lists what that changes.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +30,7 @@
 //! ```
 
 mod config;
+mod generic_client;
 mod statement_caches;
 
 use std::fmt;
@@ -41,11 +45,12 @@ pub use deadpool_postgres::{
 pub use tokio_postgres;
 use tokio_postgres::Config as PgConfig;
 
+use crate::Error;
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
 use crate::postgres::{DeadPeerDetection, ErasedTls, MakeTls, PgTarget};
-use crate::{ConfigError, Error};
 
-pub use self::config::Config;
+pub use self::config::{Config, ConfigError};
+pub use self::generic_client::GenericClient;
 pub use self::statement_caches::StatementCaches;
 
 deadpool::managed_reexports!(

@@ -6,6 +6,8 @@ mod cli;
 mod dead_connections;
 mod deadpool_postgres;
 mod drop_in;
+mod drop_in_config;
+mod drop_in_errors;
 mod fault_matrix;
 mod harness_netns;
 mod harness_selftest;
