@@ -41,7 +41,7 @@ pub use bb8;
 pub use tokio_postgres;
 
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
-use crate::postgres::{DeadPeerDetection, MakeTls, PgTarget, connect_with};
+use crate::postgres::{ConnectError, DeadPeerDetection, MakeTls, PgTarget, connect_with};
 
 /// A `bb8::ManageConnection` for tokio-postgres clients that retries transient connect
 /// failures; see the [module docs](self).
@@ -101,9 +101,9 @@ impl<Tls> sealed::Sealed for Connector<Tls> {}
 
 impl<Tls: MakeTls> Backend for Connector<Tls> {
     type Connection = Client;
-    type Error = tokio_postgres::Error;
+    type Error = ConnectError;
 
-    async fn connect(&self, pool: &PoolContext) -> Result<Client, tokio_postgres::Error> {
+    async fn connect(&self, pool: &PoolContext) -> Result<Client, ConnectError> {
         // The task ends when the client is dropped; its error, if any, goes to the pool.
         let config = self.target.effective();
         let (client, _task) = connect_with(config, self.tls.clone(), pool).await?;
@@ -114,14 +114,14 @@ impl<Tls: MakeTls> Backend for Connector<Tls> {
         client.is_closed()
     }
 
-    async fn ping(client: &mut Client) -> Result<(), tokio_postgres::Error> {
-        client.simple_query("").await.map(drop)
+    async fn ping(client: &mut Client) -> Result<(), ConnectError> {
+        Ok(client.simple_query("").await.map(drop)?)
     }
 
     fn recycle_check(
         &self,
         client: &mut Client,
-    ) -> Option<impl Future<Output = Result<(), tokio_postgres::Error>> + Send> {
+    ) -> Option<impl Future<Output = Result<(), ConnectError>> + Send> {
         Some(Self::ping(client))
     }
 }

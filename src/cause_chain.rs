@@ -55,6 +55,10 @@ fn as_known<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e dyn Classify>
     if let Some(e) = error.downcast_ref::<crate::postgres::ServerTurnedReadOnly>() {
         return Some(e);
     }
+    #[cfg(feature = "postgres")]
+    if let Some(e) = error.downcast_ref::<crate::postgres::HostFailures>() {
+        return Some(e);
+    }
     #[cfg(feature = "sqlite")]
     if let Some(e) = error.downcast_ref::<crate::sqlite::InteractError>() {
         return Some(e);

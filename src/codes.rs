@@ -67,6 +67,30 @@ pub(crate) fn code_in<'e>(error: &'e (dyn StdError + 'static)) -> Option<Code<'e
     None
 }
 
+/// What to check for the first error in the chain that has a code: PgBouncer's own errors
+/// (by their text, as they all share 08P01) or the code's hint.
+pub(crate) fn hint_in(error: &(dyn StdError + 'static)) -> Option<&'static str> {
+    #[cfg(feature = "postgres")]
+    {
+        let mut next = Some(error);
+        while let Some(error) = next {
+            if let Some(db) = error
+                .downcast_ref::<tokio_postgres::Error>()
+                .and_then(tokio_postgres::Error::as_db_error)
+            {
+                if db.code() == &tokio_postgres::error::SqlState::PROTOCOL_VIOLATION
+                    && let Some(hint) = crate::postgres::pgbouncer::hint(db.message())
+                {
+                    return Some(hint);
+                }
+                break;
+            }
+            next = error.source();
+        }
+    }
+    code_in(error).and_then(|code| code.hint())
+}
+
 fn sqlstate_hint(state: &str) -> Option<&'static str> {
     Some(match state {
         "28P01" | "28000" => "check the user name and password, and pg_hba.conf",

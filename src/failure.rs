@@ -91,7 +91,7 @@ impl Failure {
 
     /// What to check, for the codes users meet most.
     pub fn hint(&self) -> Option<&'static str> {
-        self.database_code().and_then(|code| code.hint())
+        crate::codes::hint_in(&*self.cause)
     }
 
     /// The first error of type `T` in the cause chain.

@@ -47,7 +47,7 @@ use tokio_postgres::Config as PgConfig;
 
 use crate::Error;
 use crate::manager::{Backend, PoolContext, RetryingManager, backend::sealed};
-use crate::postgres::{DeadPeerDetection, ErasedTls, MakeTls, PgTarget};
+use crate::postgres::{ConnectError, DeadPeerDetection, ErasedTls, MakeTls, PgTarget};
 
 pub use self::config::{Config, ConfigError};
 pub use self::generic_client::GenericClient;
@@ -172,13 +172,22 @@ impl sealed::Sealed for Connector {}
 
 impl Backend for Connector {
     type Connection = ClientWrapper;
-    type Error = tokio_postgres::Error;
+    type Error = ConnectError;
 
-    async fn connect(&self, pool: &PoolContext) -> Result<ClientWrapper, tokio_postgres::Error> {
+    async fn connect(&self, pool: &PoolContext) -> Result<ClientWrapper, ConnectError> {
         let config = self.target.effective();
         let (client, task) = match &self.connect {
             ConnectWith::Tls(tls) => tls.connect(config, pool).await?,
-            ConnectWith::Custom(connect) => connect.connect(config).await?,
+            ConnectWith::Custom(connect) => {
+                let (client, task) = connect.connect(config).await?;
+                // As dbretry's own connector does: a pooler reports a failing server only
+                // at the first query.
+                if let Err(error) = client.simple_query("").await {
+                    task.abort();
+                    return Err(error.into());
+                }
+                (client, task)
+            }
         };
         Ok(ClientWrapper::new(client, task))
     }
@@ -187,16 +196,16 @@ impl Backend for Connector {
         client.is_closed()
     }
 
-    async fn ping(client: &mut ClientWrapper) -> Result<(), tokio_postgres::Error> {
-        client.simple_query("").await.map(drop)
+    async fn ping(client: &mut ClientWrapper) -> Result<(), ConnectError> {
+        Ok(client.simple_query("").await.map(drop)?)
     }
 
     fn recycle_check(
         &self,
         client: &mut ClientWrapper,
-    ) -> Option<impl Future<Output = Result<(), tokio_postgres::Error>> + Send> {
+    ) -> Option<impl Future<Output = Result<(), ConnectError>> + Send> {
         let sql = self.config.recycling_method.query()?;
-        Some(async move { client.simple_query(sql).await.map(drop) })
+        Some(async move { Ok(client.simple_query(sql).await.map(drop)?) })
     }
 
     fn created(&self, client: &ClientWrapper) {

@@ -1,5 +1,6 @@
 //! Transient or permanent for tokio-postgres errors, by SQLSTATE, `is_closed()` and the I/O
-//! cause — never by message text.
+//! cause — never by message text, except for PgBouncer's own 08P01 errors (see
+//! [`pgbouncer`](super::pgbouncer)), whose text is their only structured field.
 
 use std::io;
 
@@ -10,6 +11,13 @@ use crate::classify::{Classify, ErrorClass, Phase, classify_io};
 impl Classify for tokio_postgres::Error {
     fn classify(&self, phase: Phase) -> ErrorClass {
         if let Some(code) = self.code() {
+            if *code == SqlState::PROTOCOL_VIOLATION
+                && self
+                    .as_db_error()
+                    .is_some_and(|db| super::pgbouncer::is_transient(db.message()))
+            {
+                return ErrorClass::Transient;
+            }
             return classify_sqlstate(code, phase);
         }
         if self.is_closed() {
@@ -61,6 +69,7 @@ pub fn classify_sqlstate(code: &SqlState, phase: Phase) -> ErrorClass {
     }
 }
 
+/// PgBouncer's 08P01 errors end the session (FATAL), like a real server's class 08.
 fn breaks_connection(code: &SqlState) -> bool {
     *code == SqlState::ADMIN_SHUTDOWN
         || *code == SqlState::CRASH_SHUTDOWN

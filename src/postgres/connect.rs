@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -12,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, Socket};
 
+use super::hosts::{HostFailures, host_count, host_label, host_order, single_host};
 use crate::manager::PoolContext;
 
 /// A TLS connector usable from spawned tasks: `tokio_postgres::NoTls`, the rustls connector of
@@ -35,32 +38,73 @@ where
 {
 }
 
-pub(crate) type ConnectFuture<'a> = Pin<
-    Box<dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>> + Send + 'a>,
->;
+pub(crate) type ConnectFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(Client, JoinHandle<()>), ConnectError>> + Send + 'a>>;
 
-/// Connects once with `config` and `tls`, and spawns the connection's task; an error that
-/// ends the connection later goes to `pool`.
+/// What connecting fails with: a [`tokio_postgres::Error`], or [`HostFailures`] when every
+/// host of a multi-host configuration failed.
+pub(crate) type ConnectError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connects once with `config` and `tls` — trying its hosts in turn, keeping each one's
+/// cause — and spawns the connection's task; an error that ends the connection later goes to
+/// `pool`.
 pub(crate) async fn connect_with<T: MakeTls>(
+    config: &Config,
+    tls: T,
+    pool: &PoolContext,
+) -> Result<(Client, JoinHandle<()>), ConnectError> {
+    if host_count(config) <= 1 {
+        return Ok(connect_host(config, tls, pool).await?);
+    }
+    let mut failures = Vec::new();
+    for index in host_order(config) {
+        match connect_host(&single_host(config, index), tls.clone(), pool).await {
+            Ok(connected) => return Ok(connected),
+            Err(error) => failures.push((host_label(config, index), error)),
+        }
+    }
+    Err(Box::new(HostFailures::new(failures)))
+}
+
+/// Connects to one host, spawns the connection's task and proves the session with a round
+/// trip: a pooler (PgBouncer) accepts the login itself and reports a server it cannot reach
+/// only at the first query, which should fail the connect (and be retried), not the caller's
+/// query.
+async fn connect_host<T: MakeTls>(
     config: &Config,
     tls: T,
     pool: &PoolContext,
 ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
     let (client, connection) = config.connect(tls).await?;
     let pool = pool.clone();
+    // Until the session is proven, its end is this connect's failure, not the pool's news.
+    let proven = Arc::new(AtomicBool::new(false));
+    let report = {
+        let proven = proven.clone();
+        move |error: ConnectError| {
+            if proven.load(Ordering::Acquire) {
+                pool.connection_ended_with(error);
+            }
+        }
+    };
     let task = if config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
         tokio::spawn(async move {
             if let Err(error) = drive_while_writable(connection).await {
-                pool.connection_ended_with(error);
+                report(error);
             }
         })
     } else {
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                pool.connection_ended_with(error);
+                report(error.into());
             }
         })
     };
+    if let Err(error) = client.simple_query("").await {
+        task.abort();
+        return Err(error);
+    }
+    proven.store(true, Ordering::Release);
     Ok((client, task))
 }
 
@@ -88,7 +132,7 @@ impl crate::Classify for ServerTurnedReadOnly {
 /// server reports that it no longer accepts writes.
 async fn drive_while_writable<S, T>(
     mut connection: tokio_postgres::Connection<S, T>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+) -> Result<(), ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,

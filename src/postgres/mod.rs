@@ -6,14 +6,18 @@ mod classify;
 mod connect;
 #[cfg_attr(not(pools), allow(dead_code))]
 mod dead_peer;
+#[cfg_attr(not(pools), allow(dead_code))]
+mod hosts;
+pub(crate) mod pgbouncer;
 
 pub use self::classify::classify_sqlstate;
 #[cfg(pools)]
-pub(crate) use self::connect::{ErasedTls, connect_with};
+pub(crate) use self::connect::{ConnectError, ErasedTls, connect_with};
 pub use self::connect::{MakeTls, ServerTurnedReadOnly};
 pub use self::dead_peer::DeadPeerDetection;
 #[cfg(pools)]
 pub(crate) use self::dead_peer::PgTarget;
+pub use self::hosts::HostFailures;
 
 #[cfg(feature = "tls-rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls-rustls")))]

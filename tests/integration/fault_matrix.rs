@@ -1199,16 +1199,30 @@ async fn after_a_failover_callers_end_up_on_the_promoted_replica() {
             })
         })
         .collect();
-    // Meanwhile the pool finds the old primary refusing and the replica read-only; a
-    // multi-host connect reports the last host's error.
-    let rejected_as_read_only = || {
-        diagnostics.last_connect_error().is_some_and(|last| {
-            let error = last.cause().downcast_ref::<tokio_postgres::Error>();
-            error.and_then(|e| support::io_error_kind(e)) == Some(io::ErrorKind::PermissionDenied)
-        })
+    // Meanwhile the pool finds the old primary refusing and the replica read-only; the
+    // multi-host connect reports what happened on each host, in order.
+    let each_host = || {
+        let last = diagnostics.last_connect_error()?;
+        let hosts = last.find_cause::<dbretry::postgres::HostFailures>()?;
+        Some(
+            hosts
+                .hosts()
+                .map(|(host, error)| (host.to_owned(), support::io_error_kind(error)))
+                .collect::<Vec<_>>(),
+        )
     };
+    let expected = vec![
+        (
+            format!("{}:{}", support::pg::HOST, primary.port()),
+            Some(io::ErrorKind::ConnectionRefused),
+        ),
+        (
+            format!("{}:{}", support::pg::HOST, replica.port()),
+            Some(io::ErrorKind::PermissionDenied),
+        ),
+    ];
     wait_until("a connect to meet the read-only replica", SETTLE, || {
-        std::future::ready(rejected_as_read_only())
+        std::future::ready(each_host().as_ref() == Some(&expected))
     })
     .await;
     let before_promote = diagnostics.connect_attempts();
