@@ -102,6 +102,11 @@ fn sqlstate_hint(state: &str) -> Option<&'static str> {
         "25006" => {
             "this server is read-only (a standby): connect with target_session_attrs=read-write"
         }
+        "26000" => {
+            "behind PgBouncer in transaction pooling, prepared statements do not survive between \
+             transactions: use session pooling, PgBouncer 1.21+ with max_prepared_statements, or \
+             unprepared queries"
+        }
         _ => return None,
     })
 }

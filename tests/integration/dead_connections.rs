@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use dbretry::deadpool_postgres::{self, Manager, Runtime};
 use dbretry::{CheckSettings, Error, ErrorKind, RetryPolicy};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::TargetSessionAttrs;
 
+use crate::callers::hammer;
 use crate::support::netns::{self, KernelBlackHole};
 use crate::support::{self, FaultProxy, PgCluster};
+use crate::{step, warm};
 
 const BUDGET: Duration = Duration::from_secs(5);
 /// How late a `get()` may return past its budget on a loaded machine (scheduling, not logic).
@@ -57,86 +58,6 @@ async fn bb8(config: tokio_postgres::Config, budget: Duration, size: u32) -> Bb8
     dbretry::bb8::Pool::new(bb8::Pool::builder().max_size(size), manager)
         .await
         .unwrap()
-}
-
-/// What callers looping `get()` + `SELECT 1` saw.
-#[derive(Debug, Default)]
-struct Seen {
-    ok: usize,
-    first_ok_after: Option<Duration>,
-    worst_get: Duration,
-    errors: Vec<Error>,
-    query_errors: Vec<String>,
-}
-
-/// One `get()` + `SELECT 1`: how long the `get()` took, and how each part went.
-struct Step {
-    get_took: Duration,
-    outcome: Result<Result<(), String>, Error>,
-}
-
-/// A `get()` + `SELECT 1` on `pool`, timed.
-macro_rules! step {
-    ($pool:expr) => {{
-        let started = Instant::now();
-        match $pool.get().await {
-            Ok(client) => {
-                let get_took = started.elapsed();
-                let queried = client.simple_query("SELECT 1").await;
-                Step {
-                    get_took,
-                    outcome: Ok(queried.map(drop).map_err(|e| support::error_chain(&e))),
-                }
-            }
-            Err(error) => Step {
-                get_took: started.elapsed(),
-                outcome: Err(error),
-            },
-        }
-    }};
-}
-
-/// Runs `callers` tasks looping `step` until each made `rounds` steps, timing from `since`.
-async fn hammer<F, Fut>(callers: usize, rounds: usize, since: Instant, step: F) -> Seen
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Step> + Send,
-{
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let tasks: Vec<_> = (0..callers)
-        .map(|_| {
-            let (seen, step) = (seen.clone(), step.clone());
-            tokio::spawn(async move {
-                for _ in 0..rounds {
-                    let Step { get_took, outcome } = step().await;
-                    let mut seen = seen.lock().await;
-                    seen.worst_get = seen.worst_get.max(get_took);
-                    match outcome {
-                        Ok(Ok(())) => {
-                            seen.ok += 1;
-                            seen.first_ok_after.get_or_insert(since.elapsed());
-                        }
-                        Ok(Err(query_error)) => seen.query_errors.push(query_error),
-                        Err(error) => seen.errors.push(error),
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    Arc::try_unwrap(seen).unwrap().into_inner()
-}
-
-/// Warms `size` connections of `pool` by holding that many at once.
-macro_rules! warm {
-    ($pool:expr, $size:expr) => {{
-        let mut held = Vec::new();
-        for _ in 0..$size {
-            held.push($pool.get().await.expect("warm-up"));
-        }
-    }};
 }
 
 /// How soon a caller must be served after idle connections went silent: one check timeout

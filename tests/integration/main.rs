@@ -1,4 +1,5 @@
 mod bb8_postgres;
+mod callers;
 mod circuit_breaker;
 mod classify_postgres;
 mod classify_sqlite;
@@ -21,3 +22,4 @@ mod sqlite_pools;
 mod support;
 #[cfg(feature = "tls-rustls")]
 mod tls;
+mod topology;
