@@ -63,8 +63,9 @@ const URL_VAR: &str = "DBRETRY_BENCH_PG_URL";
 const MEASURED_FN: &str = "checkout_instructions::measured_checkouts";
 
 /// The pool kinds, in the order printed; each dbretry pool follows its plain peer.
-const KINDS: [Kind; 4] = [
+const KINDS: [Kind; 5] = [
     Kind::PlainDeadpool,
+    Kind::OursDeadpoolFast,
     Kind::OursDeadpool,
     Kind::PlainBb8,
     Kind::OursBb8,
@@ -73,6 +74,9 @@ const KINDS: [Kind; 4] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     PlainDeadpool,
+    /// dbretry's manager with `Fast` recycling alone: the same method as the plain one.
+    OursDeadpoolFast,
+    /// dbretry's default: `Fast` plus a ping after 500 ms idle (one clock read per checkout).
     OursDeadpool,
     PlainBb8,
     OursBb8,
@@ -83,7 +87,8 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::PlainDeadpool => "deadpool-postgres",
-            Kind::OursDeadpool => "dbretry deadpool",
+            Kind::OursDeadpoolFast => "dbretry deadpool (Fast)",
+            Kind::OursDeadpool => "dbretry deadpool (default)",
             Kind::PlainBb8 => "bb8-postgres",
             Kind::OursBb8 => "dbretry bb8",
         }
@@ -93,6 +98,7 @@ impl Kind {
     fn slug(self) -> &'static str {
         match self {
             Kind::PlainDeadpool => "plain-deadpool",
+            Kind::OursDeadpoolFast => "dbretry-deadpool-fast",
             Kind::OursDeadpool => "dbretry-deadpool",
             Kind::PlainBb8 => "plain-bb8",
             Kind::OursBb8 => "dbretry-bb8",
@@ -102,7 +108,7 @@ impl Kind {
     /// The plain pool a dbretry pool is compared with.
     fn peer(self) -> Option<Kind> {
         match self {
-            Kind::OursDeadpool => Some(Kind::PlainDeadpool),
+            Kind::OursDeadpool | Kind::OursDeadpoolFast => Some(Kind::PlainDeadpool),
             Kind::OursBb8 => Some(Kind::PlainBb8),
             _ => None,
         }
@@ -237,14 +243,22 @@ impl Pool {
                 .build()
                 .unwrap(),
             ),
-            Kind::OursDeadpool => Pool::OursDeadpool(
-                dbretry::deadpool_postgres::Pool::builder(
-                    dbretry::deadpool_postgres::Manager::from_config(config, NoTls, fast()),
+            Kind::OursDeadpool | Kind::OursDeadpoolFast => {
+                let mut checks = dbretry::CheckSettings::default();
+                if kind == Kind::OursDeadpoolFast {
+                    checks = checks.after_idle(None);
+                }
+                let manager = dbretry::deadpool_postgres::Manager::builder(config, NoTls)
+                    .manager_config(fast())
+                    .checks(checks)
+                    .build();
+                Pool::OursDeadpool(
+                    dbretry::deadpool_postgres::Pool::builder(manager)
+                        .max_size(POOL_SIZE)
+                        .build()
+                        .unwrap(),
                 )
-                .max_size(POOL_SIZE)
-                .build()
-                .unwrap(),
-            ),
+            }
             Kind::PlainBb8 => Pool::PlainBb8(
                 bb8::Pool::builder()
                     .max_size(POOL_SIZE as u32)

@@ -23,7 +23,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +31,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bb8::{ManageConnection, RunError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::checkout_deadline::CHECKOUT_DEADLINE;
@@ -55,37 +55,9 @@ pub struct Pool<M: PoolManager + ManageConnection> {
     turns: Arc<Semaphore>,
 }
 
-/// A connection checked out of a [`Pool`]; derefs to the manager's connection and returns it
-/// to the pool when dropped.
-pub struct PooledConnection<'a, M: ManageConnection> {
-    connection: bb8::PooledConnection<'a, M>,
-    _turn: Option<OwnedSemaphorePermit>,
-}
-
-impl<M: ManageConnection> Deref for PooledConnection<'_, M> {
-    type Target = M::Connection;
-
-    fn deref(&self) -> &M::Connection {
-        &self.connection
-    }
-}
-
-impl<M: ManageConnection> DerefMut for PooledConnection<'_, M> {
-    fn deref_mut(&mut self) -> &mut M::Connection {
-        &mut self.connection
-    }
-}
-
-impl<M: ManageConnection> fmt::Debug for PooledConnection<'_, M>
-where
-    M::Connection: fmt::Debug,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PooledConnection")
-            .field(&*self.connection)
-            .finish()
-    }
-}
+/// A connection checked out of a [`Pool`]: bb8's own, which derefs to the manager's
+/// connection and returns it to the pool when dropped.
+pub type PooledConnection<'a, M> = bb8::PooledConnection<'a, M>;
 
 impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
     /// Builds the pool from a bb8 builder (your `max_size`, `min_idle`, … kept), with bb8's own
@@ -126,15 +98,20 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
     /// [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) with the last cause.
     pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
         if !self.test_on_check_out && self.waiting.load(Ordering::Relaxed) == 0 {
+            // One poll: an idle connection is taken at once; anything else waits its turn.
             let mut get = pin!(self.inner.get());
-            if let Poll::Ready(Ok(connection)) = poll_once(get.as_mut()).await {
-                return Ok(PooledConnection {
-                    connection,
-                    _turn: None,
-                });
+            let taken = std::future::poll_fn(|cx| match get.as_mut().poll(cx) {
+                Poll::Ready(Ok(connection)) => Poll::Ready(Ok(connection)),
+                _ => Poll::Ready(Err(())),
+            })
+            .await;
+            if let Ok(connection) = taken {
+                return Ok(connection);
             }
         }
-        self.get_waiting().await
+        // Boxed: the waiting path's state is large, and unboxed it would make every `get()`
+        // future large — a copy of it on every checkout, fast path included.
+        Box::pin(self.get_waiting()).await
     }
 
     async fn get_waiting(&self) -> Result<PooledConnection<'_, M>, Error> {
@@ -142,8 +119,9 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
         let deadline = crate::time::later(start, self.budget);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = LeaveOnDrop(&self.waiting);
-        let turn = match tokio::time::timeout_at(deadline, self.turns.clone().acquire_owned()).await
-        {
+        // The turn orders the waiting only: it is given back once this caller has its
+        // connection.
+        let _turn = match tokio::time::timeout_at(deadline, self.turns.acquire()).await {
             Ok(Ok(turn)) => turn,
             _ => return Err(self.timed_out(start)),
         };
@@ -155,10 +133,7 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
         tokio::select! {
             biased;
             checked_out = checkout => match checked_out {
-                Ok(Ok(connection)) => Ok(PooledConnection {
-                    connection,
-                    _turn: Some(turn),
-                }),
+                Ok(Ok(connection)) => Ok(connection),
                 Ok(Err(RunError::User(error))) => Err(error),
                 Ok(Err(RunError::TimedOut)) | Err(_) => Err(self.timed_out(start)),
             },
@@ -185,11 +160,6 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
         };
         self.shared.checkout_timed_out(start, pool)
     }
-}
-
-/// Polls `future` once, returning what it gave (its waker stays registered with this task).
-async fn poll_once<F: Future + Unpin>(mut future: F) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut future).poll(cx))).await
 }
 
 struct LeaveOnDrop<'a>(&'a AtomicUsize);
