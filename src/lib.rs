@@ -58,7 +58,12 @@ pub use crate::classify::{
 pub use crate::config_error::ConfigError;
 pub use crate::error::{Error, ErrorChain, ErrorKind, SharedCause};
 pub use crate::events::{ConnectAttempts, Diagnostics, RecordedError};
-pub use crate::policy::{Jitter, JitterStrategy, RetryConfig, RetryPolicy, Schedule};
+pub use crate::policy::{
+    Jitter, JitterStrategy, Origin, RawValue, RetryConfig, RetryPolicy, Schedule,
+};
 pub use crate::reconnect::DEFAULT_ATTEMPT_TIMEOUT;
 pub use crate::redact::redact_url;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::redact::{RedactedConfig, parse_postgres_config};
 pub use crate::retry::{OperationError, Retrier, RetryEvent, SuccessEvent, execute_with_retry};

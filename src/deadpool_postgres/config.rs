@@ -1,3 +1,4 @@
+use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ use crate::{ConfigError, RetryConfig};
 /// let pool = config.create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls)?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// deadpool-postgres's settings, at the top level of a config file.
@@ -49,6 +50,9 @@ impl Config {
     /// # Errors
     /// An invalid URL or a missing database name, named (the URL itself is not printed).
     pub fn get_pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
+        if let Some(error) = self.postgres.url.as_deref().and_then(url_error) {
+            return Err(error);
+        }
         let mut config = self.postgres.get_pg_config().map_err(from_deadpool)?;
         if let Some(attrs) = self.postgres.target_session_attrs {
             config.target_session_attrs(attrs.into());
@@ -96,20 +100,62 @@ impl Config {
 
 fn from_deadpool(error: deadpool_postgres::ConfigError) -> ConfigError {
     match error {
-        // The URL may hold a password: name the problem, not the value.
-        deadpool_postgres::ConfigError::InvalidUrl(e) => ConfigError::new(
+        // The URL may hold a password and tokio-postgres's message may quote part of it: the
+        // problem comes from parsing the URL again through the redacting parser.
+        deadpool_postgres::ConfigError::InvalidUrl(_) => ConfigError::unshown(
             "`url`",
-            "(not shown)",
-            format!("a valid connection URL ({e})"),
+            "it does not parse",
+            "a PostgreSQL URL or key=value string",
         ),
-        deadpool_postgres::ConfigError::DbnameMissing => ConfigError::new(
+        deadpool_postgres::ConfigError::DbnameMissing => ConfigError::unshown(
             "`dbname`",
-            "(missing)",
+            "missing",
             "a database name, in `dbname` or the URL",
         ),
         deadpool_postgres::ConfigError::DbnameEmpty => {
-            ConfigError::new("`dbname`", "\"\"", "a non-empty database name")
+            ConfigError::unshown("`dbname`", "empty", "a non-empty database name")
         }
+    }
+}
+
+/// The URL's parse error, from the parser that never quotes its input.
+fn url_error(url: &str) -> Option<ConfigError> {
+    crate::parse_postgres_config(url)
+        .err()
+        .map(|error| error.named("`url`"))
+}
+
+impl fmt::Debug for Config {
+    /// deadpool-postgres's fields with the password as `***` and the URL printed from its
+    /// parsed form ([`redact_url`](crate::redact_url)).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pg = &self.postgres;
+        let mut debug = f.debug_struct("Config");
+        debug
+            .field("url", &pg.url.as_deref().map(crate::redact_url))
+            .field("user", &pg.user)
+            .field("password", &pg.password.as_ref().map(|_| "***"))
+            .field("dbname", &pg.dbname)
+            .field("options", &pg.options)
+            .field("application_name", &pg.application_name)
+            .field("ssl_mode", &pg.ssl_mode)
+            .field("host", &pg.host)
+            .field("hosts", &pg.hosts)
+            .field("hostaddr", &pg.hostaddr)
+            .field("hostaddrs", &pg.hostaddrs)
+            .field("port", &pg.port)
+            .field("ports", &pg.ports)
+            .field("connect_timeout", &pg.connect_timeout)
+            .field("keepalives", &pg.keepalives)
+            .field("keepalives_idle", &pg.keepalives_idle)
+            .field("target_session_attrs", &pg.target_session_attrs)
+            .field("channel_binding", &pg.channel_binding)
+            .field("load_balance_hosts", &pg.load_balance_hosts)
+            .field("manager", &pg.manager)
+            .field("pool", &pg.pool)
+            .field("retry", &self.retry)
+            .field("name", &self.name)
+            .finish()
     }
 }
 
