@@ -235,8 +235,13 @@ fn unknown_option(name: &str) -> String {
     }
     let hidden = "an unknown option (its name is not shown: it may be the tail of an unquoted \
                   password; quote values with spaces as key='…')";
-    let near = crate::policy::closest(name, &SUPPORTED_OPTIONS)
-        .filter(|option| name.len() >= 4 && crate::policy::edit_distance(name, option) <= 2);
+    // Only a near miss of a real option is suggested: that says little about the name, whereas
+    // the closest of all options would be a guess.
+    let near = SUPPORTED_OPTIONS.iter().find(|option| {
+        name.len() >= 4
+            && option.len().abs_diff(name.len()) <= 2
+            && crate::policy::edit_distance(name, option) <= 2
+    });
     match near {
         Some(option) => format!("{hidden}; did you mean `{option}`?"),
         None => hidden.to_owned(),

@@ -10,6 +10,8 @@ mod harness_selftest;
 mod http_health;
 mod load;
 mod metrics;
+mod secrets;
+mod secrets_cli;
 mod sqlite_pools;
 mod support;
 #[cfg(feature = "tls-rustls")]
