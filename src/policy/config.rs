@@ -313,12 +313,12 @@ fn is_plain_key(key: &str) -> bool {
 
 impl fmt::Debug for RetryConfig {
     /// The settings that are set, each with where it came from:
-    /// `RetryConfig { max_delay: 2 s (DB_RETRY_MAX_DELAY) }`.
+    /// `RetryConfig { max_attempts: 3 (RetryConfig::max_attempts), max_delay: 2 s (DB_RETRY_MAX_DELAY) }`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("RetryConfig");
         for field in Field::ALL {
             if let Some(set) = self.get(field) {
-                let from = set.origin.describe(field.key());
+                let from = set.origin.source(field.key());
                 debug.field(field.key(), &format_args!("{} ({from})", set.value));
             }
         }

@@ -71,6 +71,12 @@ impl Origin {
         }
     }
 
+    /// Where, in the fewest words: `DB_RETRY_MAX_DELAY`, `--timeout`, `dbretry.toml:4`,
+    /// `RetryConfig::max_delay`, `default`.
+    pub(crate) fn source(&self, field: &str) -> String {
+        self.place(field).unwrap_or_else(|| self.name(field))
+    }
+
     /// Precedence: a conflict between two settings is blamed on the one from the later layer.
     pub(crate) fn rank(&self) -> u8 {
         match self {

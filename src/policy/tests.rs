@@ -553,8 +553,8 @@ fn debug_shows_each_setting_with_where_it_came_from() {
         .merge(from_vars_config(&[("DB_RETRY_MAX_DELAY", "2s")]).unwrap());
     assert_eq!(
         format!("{config:?}"),
-        "RetryConfig { max_attempts: 3 (`max_attempts` (RetryConfig::max_attempts)), \
-         max_delay: 2 s (DB_RETRY_MAX_DELAY) }"
+        "RetryConfig { max_attempts: 3 (RetryConfig::max_attempts), max_delay: 2 s \
+         (DB_RETRY_MAX_DELAY) }"
     );
 }
 

@@ -5,6 +5,7 @@
 
 use std::fmt::Display;
 
+
 use dbretry::{Origin, RawValue, RetryConfig};
 use toml_edit::{ImDocument, Item, Table, Value};
 
@@ -340,6 +341,26 @@ fn bare_key(text: &str) -> Option<String> {
 /// A read error for the file, naming it.
 pub(crate) fn read_error(path: impl Display, error: &std::io::Error) -> String {
     format!("cannot read {path}: {error}")
+}
+
+/// A file name as messages print it: as given, unless it looks like a connection string put
+/// in the wrong place (`--config postgres://app:secret@…`), which is then not printed.
+pub(crate) fn shown_path(path: &std::path::Path, flag: &str) -> String {
+    let text = path.to_string_lossy();
+    let lower = text.to_ascii_lowercase();
+    if text.contains("://") || text.contains('@') || lower.contains("password") {
+        format!("the {flag} file (its name is not shown: it looks like a connection string)")
+    } else {
+        text.into_owned()
+    }
+}
+
+/// A database name as messages print it: as given if it is a plain name.
+pub(crate) fn shown_name(name: &str) -> String {
+    match bare_key(name) {
+        Some(name) => format!("{name:?}"),
+        None => "(not shown: not a plain name)".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,10 @@ async fn run(check: args::Check) -> u8 {
             return probe::BAD_PARAMETERS;
         }
     };
+    if check.verbose {
+        // Where each setting came from, so that an operator sees which layer won.
+        eprintln!("dbretry: retry settings: {:?}", plan.settings);
+    }
     let checks = plan
         .targets
         .iter()

@@ -19,6 +19,8 @@ pub(crate) struct Target {
 /// The databases to check and the policy to check them with.
 pub(crate) struct Plan {
     pub(crate) targets: Vec<Target>,
+    /// The settings in effect, each with where it came from (printed with `-v`).
+    pub(crate) settings: RetryConfig,
     pub(crate) policy: RetryPolicy,
 }
 
@@ -31,7 +33,7 @@ pub(crate) fn resolve(check: &Check) -> Result<Plan, String> {
     let (targets, file_retry) = match &check.config {
         None => (vec![from_url(check)?], RetryConfig::default()),
         Some(path) => {
-            let shown = path.display().to_string();
+            let shown = config_file::shown_path(path, "--config");
             let text =
                 std::fs::read_to_string(path).map_err(|e| config_file::read_error(&shown, &e))?;
             let file = config_file::parse(&shown, &text)?;
@@ -39,8 +41,12 @@ pub(crate) fn resolve(check: &Check) -> Result<Plan, String> {
             (targets, file.retry)
         }
     };
-    let policy = policy(check, file_retry, env)?;
-    Ok(Plan { targets, policy })
+    let (settings, policy) = policy(check, file_retry, env)?;
+    Ok(Plan {
+        targets,
+        settings,
+        policy,
+    })
 }
 
 fn from_url(check: &Check) -> Result<Target, String> {
@@ -82,7 +88,8 @@ fn choose(check: &Check, path: &str, file: &ConfigFile) -> Result<Vec<Target>, S
         let entry = entry.ok_or_else(|| {
             let known: Vec<_> = file.databases.iter().map(|db| db.name.as_str()).collect();
             format!(
-                "no database {name:?} in {path} (it has: {})",
+                "no database {} in {path} (it has: {})",
+                config_file::shown_name(name),
                 known.join(", ")
             )
         })?;
@@ -105,7 +112,11 @@ fn choose(check: &Check, path: &str, file: &ConfigFile) -> Result<Vec<Target>, S
 /// jitter, `max_elapsed`, …), and `--timeout` sets `max_elapsed`. Without `--wait` there is one
 /// try, bounded by `--timeout`; the retry settings are still checked, so a bad one fails
 /// the same way in both modes.
-fn policy(check: &Check, file: RetryConfig, env: RetryConfig) -> Result<RetryPolicy, String> {
+fn policy(
+    check: &Check,
+    file: RetryConfig,
+    env: RetryConfig,
+) -> Result<(RetryConfig, RetryPolicy), String> {
     // Waiting for a database to come up wants short steps: at most a second between tries, and
     // tries until the deadline rather than a count.
     let defaults = RetryConfig::default()
@@ -127,14 +138,16 @@ fn policy(check: &Check, file: RetryConfig, env: RetryConfig) -> Result<RetryPol
             .map_err(|e| e.to_string())?;
     }
     let merged = defaults.merge(file).merge(env);
-    if check.wait {
-        return merged.merge(flags).build().map_err(|e| e.to_string());
-    }
-    merged.build().map_err(|e| e.to_string())?;
-    RetryConfig::default()
-        .max_attempts(1)
-        .attempt_timeout(DEFAULT_TIMEOUT)
-        .merge(flags)
-        .build()
-        .map_err(|e| e.to_string())
+    let settings = if check.wait {
+        merged.merge(flags)
+    } else {
+        merged.build().map_err(|e| e.to_string())?;
+        RetryConfig::default()
+            .max_attempts(1)
+            .attempt_timeout(DEFAULT_TIMEOUT)
+            .as_defaults()
+            .merge(flags)
+    };
+    let policy = settings.build().map_err(|e| e.to_string())?;
+    Ok((settings, policy))
 }
