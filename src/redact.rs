@@ -11,6 +11,7 @@
 #[cfg(feature = "postgres")]
 use std::fmt;
 
+#[cfg(feature = "postgres")]
 use crate::ConfigError;
 
 /// What a connection string that does not parse is printed as.

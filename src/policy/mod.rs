@@ -19,7 +19,9 @@ pub use self::jitter::{Jitter, JitterStrategy};
 pub use self::origin::Origin;
 pub use self::schedule::Schedule;
 pub use self::setting::RawValue;
-pub(crate) use self::suggest::{closest, edit_distance};
+pub(crate) use self::suggest::closest;
+#[cfg(feature = "postgres")]
+pub(crate) use self::suggest::edit_distance;
 
 /// A validated retry policy: exponential backoff with jitter, an attempt budget, an optional
 /// total deadline and an optional per-attempt timeout.

@@ -40,7 +40,10 @@ fn json(output: &Output) -> Value {
 }
 
 fn closed_url(userinfo: &str) -> String {
-    format!("postgres://{userinfo}@127.0.0.1:{}/app", support::free_port())
+    format!(
+        "postgres://{userinfo}@127.0.0.1:{}/app",
+        support::free_port()
+    )
 }
 
 const DURATIONS: &str =
@@ -74,7 +77,10 @@ fn key_value_passwords_with_spaces_around_the_equals_or_escaped_quotes_print_red
             format!("postgres://u:***@127.0.0.1:{port}")
         );
         let printed = both(&output);
-        assert!(!printed.contains(secret) && !printed.contains("b'"), "{printed}");
+        assert!(
+            !printed.contains(secret) && !printed.contains("b'"),
+            "{printed}"
+        );
     }
 }
 
@@ -137,7 +143,10 @@ fn config_file_errors_name_the_file_line_and_key_without_printing_the_line() {
 
 #[test]
 fn an_invalid_connection_string_is_described_not_echoed_and_v_keeps_the_reason() {
-    let output = dbretry(&["--url", "postgres://app:TOPSECRET@h/d?TOPSECRET", "-v"], &[]);
+    let output = dbretry(
+        &["--url", "postgres://app:TOPSECRET@h/d?TOPSECRET", "-v"],
+        &[],
+    );
     let printed = both(&output);
     assert_eq!(output.status.code(), Some(3), "{printed}");
     assert!(
@@ -146,7 +155,10 @@ fn an_invalid_connection_string_is_described_not_echoed_and_v_keeps_the_reason()
     );
     assert!(!printed.contains("TOPSECRET"), "{printed}");
 
-    let env = [("DATABASE_URL", "host=127.0.0.1 port=notaport password=TOPSECRET")];
+    let env = [(
+        "DATABASE_URL",
+        "host=127.0.0.1 port=notaport password=TOPSECRET",
+    )];
     let output = dbretry(&["-v"], &env);
     let printed = both(&output);
     assert_eq!(output.status.code(), Some(3), "{printed}");
@@ -163,7 +175,10 @@ fn a_connection_string_on_the_command_line_without_url_is_not_echoed_by_the_argu
     let output = dbretry(&["postgres://app:TOPSECRET@h/d"], &[]);
     let printed = both(&output);
     assert_eq!(output.status.code(), Some(3), "{printed}");
-    assert!(printed.contains("unexpected argument found (not shown"), "{printed}");
+    assert!(
+        printed.contains("unexpected argument found (not shown"),
+        "{printed}"
+    );
     assert!(!printed.contains("TOPSECRET"), "{printed}");
 }
 
@@ -171,16 +186,28 @@ fn a_connection_string_on_the_command_line_without_url_is_not_echoed_by_the_argu
 fn every_rejected_timeout_exits_3_with_the_accepted_range() {
     let url = closed_url("u");
     let cases = [
-        ("1e20", "invalid --timeout = 1e20 s: expected a duration > 0"),
+        (
+            "1e20",
+            "invalid --timeout = 1e20 s: expected a duration > 0",
+        ),
         (
             "18446744073709551616",
             "invalid --timeout = 1.8446744073709552e19 s: expected a duration > 0",
         ),
-        ("nan", "invalid --timeout: not a duration; expected a duration > 0"),
+        (
+            "nan",
+            "invalid --timeout: not a duration; expected a duration > 0",
+        ),
         ("-1", "invalid --timeout = -1 s: expected a duration > 0"),
         ("0", "invalid --timeout = 0 s: expected a duration > 0"),
-        ("1us", "invalid --timeout: not a duration; expected a duration > 0"),
-        ("", "invalid --timeout: not a duration; expected a duration > 0"),
+        (
+            "1us",
+            "invalid --timeout: not a duration; expected a duration > 0",
+        ),
+        (
+            "",
+            "invalid --timeout: not a duration; expected a duration > 0",
+        ),
     ];
     for wait in [false, true] {
         for (timeout, message) in cases {
@@ -262,7 +289,9 @@ fn durations_beyond_a_year_say_the_range_and_units_are_accepted() {
     assert_eq!(output.status.code(), Some(3));
     assert_eq!(
         stderr(&output).trim(),
-        format!("dbretry: invalid DB_RETRY_MAX_DELAY = 1e20 s: expected a duration ≥ 0: {DURATIONS}")
+        format!(
+            "dbretry: invalid DB_RETRY_MAX_DELAY = 1e20 s: expected a duration ≥ 0: {DURATIONS}"
+        )
     );
     let env = [
         ("DB_RETRY_MAX_DELAY", "500ms"),
@@ -293,7 +322,10 @@ fn wait_follows_max_attempts_and_jitter_from_the_environment() {
         ("DB_RETRY_SEED", "7"),
         ("DB_RETRY_JITTER_STRATEGY", "full"),
     ];
-    let output = dbretry(&["--url", &url, "--wait", "--timeout", "1m", "-v", "--json"], &env);
+    let output = dbretry(
+        &["--url", &url, "--wait", "--timeout", "1m", "-v", "--json"],
+        &env,
+    );
     assert_eq!(output.status.code(), Some(2), "{}", both(&output));
     let body = json(&output);
     assert_eq!(body["databases"][0]["attempts"], 4);
@@ -347,7 +379,11 @@ fn sqlite_result_codes_are_shown_by_name() {
     let url = format!("sqlite:{}", path.display());
     let output = dbretry(&["--url", &url], &[]);
     assert_eq!(output.status.code(), Some(3), "{}", both(&output));
-    assert!(stdout(&output).contains("SQLITE_NOTADB (26)"), "{}", both(&output));
+    assert!(
+        stdout(&output).contains("SQLITE_NOTADB (26)"),
+        "{}",
+        both(&output)
+    );
     let output = dbretry(&["--url", &url, "--json"], &[]);
     let error = &json(&output)["databases"][0]["error"];
     assert_eq!(error["sqlite_code"], 26);
@@ -414,7 +450,12 @@ async fn sslmode_require_connects_over_tls_verifying_the_server_certificate() {
         })
     };
     let output = run(
-        vec!["--url".into(), url.clone(), "--ca-file".into(), ca_file.clone()],
+        vec![
+            "--url".into(),
+            url.clone(),
+            "--ca-file".into(),
+            ca_file.clone(),
+        ],
         vec![],
     )
     .await

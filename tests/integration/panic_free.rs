@@ -194,7 +194,14 @@ proptest! {
 /// Durations written every way the parsers accept, at the edges: each builds a policy that runs.
 #[test]
 fn the_longest_accepted_durations_run_on_the_paused_clock() {
-    for text in ["8760h", "525600m", "31536000", "31536000s", "31536000000ms", "1e-9"] {
+    for text in [
+        "8760h",
+        "525600m",
+        "31536000",
+        "31536000s",
+        "31536000000ms",
+        "1e-9",
+    ] {
         let vars = [
             ("DB_RETRY_INITIAL_DELAY", text),
             ("DB_RETRY_MAX_DELAY", text),
@@ -217,12 +224,53 @@ fn the_longest_accepted_durations_run_on_the_paused_clock() {
 fn argv_tokens(port: u16, files: &Files) -> Vec<String> {
     let url = format!("postgres://app:{SECRET}@127.0.0.1:{port}/app");
     let mut tokens: Vec<String> = [
-        "check", "--url", "--config", "--database", "--all", "--wait", "--timeout", "--ca-file",
-        "-v", "--verbose", "--json", "--help", "-h", "--version", "-V", "--", "-", "--nope",
-        "-x", "-vv", "--url=", "--timeout=", "help", "", "1e20", "-1", "nan", "inf",
-        "18446744073709551616", "0", "50ms", "0.1", "1us", "abc", "é中\u{202e}", "%", "@",
-        "postgres://", "host=", "sqlite:", "sqlite:/nonexistent/x.db", "default", "nope",
-        "mysql://x/y", "postgres://[::1", "postgres://h:99999/d", "host=h port=-1",
+        "check",
+        "--url",
+        "--config",
+        "--database",
+        "--all",
+        "--wait",
+        "--timeout",
+        "--ca-file",
+        "-v",
+        "--verbose",
+        "--json",
+        "--help",
+        "-h",
+        "--version",
+        "-V",
+        "--",
+        "-",
+        "--nope",
+        "-x",
+        "-vv",
+        "--url=",
+        "--timeout=",
+        "help",
+        "",
+        "1e20",
+        "-1",
+        "nan",
+        "inf",
+        "18446744073709551616",
+        "0",
+        "50ms",
+        "0.1",
+        "1us",
+        "abc",
+        "é中\u{202e}",
+        "%",
+        "@",
+        "postgres://",
+        "host=",
+        "sqlite:",
+        "sqlite:/nonexistent/x.db",
+        "default",
+        "nope",
+        "mysql://x/y",
+        "postgres://[::1",
+        "postgres://h:99999/d",
+        "host=h port=-1",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -263,9 +311,14 @@ impl Files {
         Self {
             valid: write(
                 "valid.toml",
-                format!("[databases.default]\nurl = \"{url}\"\n[databases.b]\nurl = \"sqlite:/nonexistent\"\n"),
+                format!(
+                    "[databases.default]\nurl = \"{url}\"\n[databases.b]\nurl = \"sqlite:/nonexistent\"\n"
+                ),
             ),
-            broken: write("broken.toml", format!("[databases.default]\nurl = [\"{url}\"\n")),
+            broken: write(
+                "broken.toml",
+                format!("[databases.default]\nurl = [\"{url}\"\n"),
+            ),
             not_toml: write("not.toml", format!("{url}\n\u{0}\u{1}")),
             _dir: dir,
         }
@@ -275,7 +328,10 @@ impl Files {
 /// A command line: half of them well-formed `check` invocations with values of every shape
 /// (so that the run gets past the argument parser into validation, parsing and probing), half
 /// of them any sequence of pieces.
-fn any_argv(tokens: Vec<String>, fixtures: &(u16, Files)) -> impl Strategy<Value = Vec<String>> + use<> {
+fn any_argv(
+    tokens: Vec<String>,
+    fixtures: &(u16, Files),
+) -> impl Strategy<Value = Vec<String>> + use<> {
     let (port, files) = fixtures;
     let url = format!("postgres://app:{SECRET}@127.0.0.1:{port}/app");
     // Valid values appear several times, so that half the runs get as far as a connect.
@@ -295,14 +351,38 @@ fn any_argv(tokens: Vec<String>, fixtures: &(u16, Files)) -> impl Strategy<Value
         "mysql://x/y".to_owned(),
         String::new(),
     ];
-    let timeouts: Vec<String> = ["1e20", "-1", "nan", "18446744073709551616", "0", "50ms", "0.1",
-        "1us", "abc", "", "8761h", "1e-9", "50ms", "0.1", "100ms", "0.05"]
+    let timeouts: Vec<String> = [
+        "1e20",
+        "-1",
+        "nan",
+        "18446744073709551616",
+        "0",
+        "50ms",
+        "0.1",
+        "1us",
+        "abc",
+        "",
+        "8761h",
+        "1e-9",
+        "50ms",
+        "0.1",
+        "100ms",
+        "0.05",
+    ]
+    .map(String::from)
+    .to_vec();
+    let configs = vec![
+        files.valid.clone(),
+        files.valid.clone(),
+        files.valid.clone(),
+        files.broken.clone(),
+        files.not_toml.clone(),
+        "/nonexistent.toml".to_owned(),
+        url.clone(),
+    ];
+    let names: Vec<String> = ["default", "b", "nope", "", "é中"]
         .map(String::from)
         .to_vec();
-    let configs = vec![files.valid.clone(), files.valid.clone(), files.valid.clone(),
-        files.broken.clone(), files.not_toml.clone(),
-        "/nonexistent.toml".to_owned(), url.clone()];
-    let names: Vec<String> = ["default", "b", "nope", "", "é中"].map(String::from).to_vec();
     let input = prop_oneof![
         prop::sample::select(urls).prop_map(|u| vec!["--url".to_owned(), u]),
         (
@@ -321,28 +401,33 @@ fn any_argv(tokens: Vec<String>, fixtures: &(u16, Files)) -> impl Strategy<Value
             }),
         Just(Vec::new()),
     ];
-    let timeout = prop::option::weighted(0.4, prop::sample::select(timeouts))
-        .prop_map(|t| t.map(|t| vec!["--timeout".to_owned(), t]).unwrap_or_default());
+    let timeout = prop::option::weighted(0.4, prop::sample::select(timeouts)).prop_map(|t| {
+        t.map(|t| vec!["--timeout".to_owned(), t])
+            .unwrap_or_default()
+    });
     let switches = prop::sample::subsequence(vec!["--wait", "-v", "--json"], 0..=3)
         .prop_map(|flags| flags.into_iter().map(String::from).collect::<Vec<_>>());
     let token = prop::sample::select(tokens);
     let extra = prop::option::weighted(0.1, token.clone());
-    let structured = (input, timeout, switches, extra).prop_map(|(input, timeout, switches, extra)| {
-        let mut argv = vec!["check".to_owned()];
-        argv.extend(input);
-        argv.extend(timeout);
-        argv.extend(switches);
-        argv.extend(extra);
-        argv
-    });
-    let random = (prop::bool::weighted(0.85), prop::collection::vec(token, 0..8)).prop_map(
-        |(with_check, mut argv)| {
+    let structured =
+        (input, timeout, switches, extra).prop_map(|(input, timeout, switches, extra)| {
+            let mut argv = vec!["check".to_owned()];
+            argv.extend(input);
+            argv.extend(timeout);
+            argv.extend(switches);
+            argv.extend(extra);
+            argv
+        });
+    let random = (
+        prop::bool::weighted(0.85),
+        prop::collection::vec(token, 0..8),
+    )
+        .prop_map(|(with_check, mut argv)| {
             if with_check {
                 argv.insert(0, "check".to_owned());
             }
             argv
-        },
-    );
+        });
     prop_oneof![structured, random]
 }
 

@@ -5,7 +5,6 @@
 
 use std::fmt::Display;
 
-
 use dbretry::{Origin, RawValue, RetryConfig};
 use toml_edit::{ImDocument, Item, Table, Value};
 
