@@ -73,6 +73,11 @@ pub use crate::events::{ConnectAttempts, Diagnostics};
 pub use crate::failure::{ErrorChain, Failure, SharedCause};
 pub use crate::gate::DEFAULT_ATTEMPT_TIMEOUT;
 pub use crate::manager::{Backend, CheckSettings, ManagerBuilder, PoolContext, RetryingManager};
-pub use crate::policy::{Jitter, JitterStrategy, RetryConfig, RetryPolicy, Schedule};
+pub use crate::policy::{
+    Jitter, JitterStrategy, Origin, RawValue, RetryConfig, RetryPolicy, Schedule,
+};
 pub use crate::redact::redact_url;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::redact::{RedactedConfig, parse_postgres_config};
 pub use crate::retry::{Retrier, RetryEvent, SuccessEvent, execute_with_retry};

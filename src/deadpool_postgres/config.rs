@@ -101,21 +101,43 @@ pub struct Config {
 
 /// Why a [`Config`] cannot make a pool: deadpool-postgres's three reasons, with the same
 /// names, and an invalid retry setting. Messages never contain the URL or the password.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The `url` does not parse.
-    #[error("invalid `url` = (not shown): expected a valid connection URL ({0})")]
-    InvalidUrl(#[source] tokio_postgres::Error),
+    /// The `url` does not parse. The message says what is wrong in words of its own, never
+    /// the driver's, which can quote part of the URL (a password, say).
+    #[error("invalid `url`: {}", crate::redact::parse_problem(.0))]
+    InvalidUrl(tokio_postgres::Error),
     /// No database name, in `dbname` or the URL.
     #[error("invalid `dbname` = (missing): expected a database name, in `dbname` or the URL")]
     DbnameMissing,
     /// The database name is empty.
     #[error("invalid `dbname` = \"\": expected a non-empty database name")]
     DbnameEmpty,
+    /// The `url` parses, but not as it reads: an unencoded `@` in its password would spill
+    /// the rest into the host or database (write it `%40`). The message says where, never
+    /// what.
+    #[error(transparent)]
+    Url(crate::ConfigError),
     /// A retry setting (the `retry` section or a `DB_RETRY_*` variable) is out of range.
     #[error(transparent)]
     Retry(#[from] crate::ConfigError),
+}
+
+impl fmt::Debug for ConfigError {
+    /// As the message: the driver's parse error can quote part of the URL.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidUrl(error) => f
+                .debug_tuple("InvalidUrl")
+                .field(&crate::redact::parse_problem(error))
+                .finish(),
+            Self::DbnameMissing => f.write_str("DbnameMissing"),
+            Self::DbnameEmpty => f.write_str("DbnameEmpty"),
+            Self::Url(error) => f.debug_tuple("Url").field(error).finish(),
+            Self::Retry(error) => f.debug_tuple("Retry").field(error).finish(),
+        }
+    }
 }
 
 impl Config {
@@ -164,6 +186,12 @@ impl Config {
     pub fn get_pg_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
         // deadpool-postgres's own code builds the rest, so the defaults (`$USER`, the unix
         // sockets) and the URL's precedence are exactly theirs.
+        if let Some(url) = &self.url
+            && let Err(error) = crate::parse_postgres_config(url)
+            && url.parse::<tokio_postgres::Config>().is_ok()
+        {
+            return Err(ConfigError::Url(error.named("`url`")));
+        }
         let mut config = self.to_deadpool().get_pg_config().map_err(from_deadpool)?;
         if let Some(attrs) = self.target_session_attrs {
             config.target_session_attrs(attrs.into());
@@ -256,7 +284,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("url", &self.url.as_deref().map(crate::redact_url))
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password.as_ref().map(|_| "***"))
             .field("dbname", &self.dbname)
             .field("options", &self.options)
             .field("application_name", &self.application_name)

@@ -337,8 +337,8 @@ async fn a_huge_accepted_deadline_does_not_overflow() {
         .max_attempts(3)
         .initial_delay(Duration::ZERO)
         .max_delay(Duration::ZERO)
-        .max_elapsed(Duration::from_secs_f64(1e19))
-        .attempt_timeout(Duration::from_secs_f64(1e19))
+        .max_elapsed(crate::policy::MAX_DURATION)
+        .attempt_timeout(crate::policy::MAX_DURATION)
         .build()
         .unwrap();
     let pool = pool(policy, None);

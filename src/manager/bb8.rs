@@ -1,9 +1,9 @@
 //! The bb8 adapter: [`RetryingManager`] as a `bb8::ManageConnection`.
 //!
 //! bb8 opens connections in background tasks and tells waiting `get()`s nothing about why one
-//! failed. Failures that end a wait (a permanent error, an open circuit) are therefore handed
-//! to one waiting [`dbretry::bb8::Pool::get`](crate::bb8::Pool::get) each, through
-//! `GiveUps`: a connect made for one waiter ends that waiter, not every waiter.
+//! failed. A connect that gives up is therefore handed to one waiting
+//! [`dbretry::bb8::Pool::get`](crate::bb8::Pool::get), through `GiveUps`: a connect made for
+//! one waiter ends that waiter, not every waiter.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use super::{Backend, RetryingManager};
 use crate::Error;
-use crate::error::ErrorKind;
 
 impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
     type Connection = B::Connection;
@@ -23,9 +22,9 @@ impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
     async fn connect(&self) -> Result<B::Connection, Error> {
         let started = Instant::now();
         let result = self.open().await;
-        if let Err(error) = &result
-            && ends_a_wait(error)
-        {
+        if let Err(error) = &result {
+            // The connect gave up (permanent error, open circuit, attempts or budget spent):
+            // the wait it was made for is over too.
             self.shared.0.give_ups.publish(error.clone(), started);
         }
         result
@@ -47,12 +46,6 @@ impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
         }
         broken
     }
-}
-
-/// A connect's failure that should end the `get()` it was made for rather than leave it
-/// waiting for its deadline: a permanent error, or an open circuit.
-fn ends_a_wait(error: &Error) -> bool {
-    matches!(error.kind(), ErrorKind::Connection | ErrorKind::CircuitOpen)
 }
 
 /// Connect failures waiting for a waiter, oldest first; each goes to one waiter.

@@ -1,7 +1,10 @@
 //! `DB_RETRY_*` environment variables.
 
+use std::ffi::OsString;
+
 use super::RetryConfig;
-use super::jitter::JitterStrategy;
+use super::origin::Origin;
+use super::setting::{Field, RawValue};
 use crate::ConfigError;
 
 /// The prefix of every variable read by [`RetryConfig::from_env`].
@@ -11,76 +14,87 @@ impl RetryConfig {
     /// Reads the `DB_RETRY_*` variables that are set (`DB_RETRY_MAX_ATTEMPTS`,
     /// `DB_RETRY_INITIAL_DELAY`, `DB_RETRY_MAX_DELAY`, `DB_RETRY_EXPONENTIAL_BASE`,
     /// `DB_RETRY_JITTER`, `DB_RETRY_JITTER_FACTOR`, `DB_RETRY_JITTER_STRATEGY`,
-    /// `DB_RETRY_MAX_ELAPSED`, `DB_RETRY_ATTEMPT_TIMEOUT`, `DB_RETRY_SEED`) and validates them
-    /// together with the defaults. Durations are seconds (`0.1`); booleans are
+    /// `DB_RETRY_MAX_ELAPSED`, `DB_RETRY_ATTEMPT_TIMEOUT`, `DB_RETRY_SEED`). Durations are
+    /// seconds (`0.1`) or a number with a unit (`500ms`, `2s`, `1m`, `1h`); booleans are
     /// `true`/`false`/`1`/`0`/`yes`/`no`/`on`/`off`.
     ///
+    /// Each value is checked on its own here; how the values relate to each other and to the
+    /// other layers is checked by [`build`](RetryConfig::build), once they are merged.
+    ///
     /// # Errors
-    /// The first variable that does not parse or is out of range, named with its value and the
-    /// accepted range.
+    /// A variable whose name starts with `DB_RETRY_` (in any case) but is not one of these,
+    /// naming the closest known name; a value that does not parse or is out of range, named
+    /// with the accepted range. Variables are read in name order, so the error is the same on
+    /// every run.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_vars(std::env::vars_os())
     }
 
-    /// Like [`RetryConfig::from_env`], reading variables through `lookup` (a map in tests, a
-    /// secrets store, …) instead of the process environment.
+    /// Like [`RetryConfig::from_env`], from the given `(name, value)` pairs instead of the
+    /// process environment; names without the `DB_RETRY_` prefix are ignored.
     ///
     /// # Errors
     /// As [`RetryConfig::from_env`].
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        let mut ours: Vec<(String, OsString)> = vars
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let name = name.into().into_string().ok()?;
+                has_prefix(&name).then(|| (name, value.into()))
+            })
+            .collect();
+        ours.sort();
+        let known = known_names();
+        let mut config = Self::default();
+        for (name, value) in ours {
+            let Some(field) = Field::ALL.into_iter().find(|f| env_name(*f) == name) else {
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                return Err(ConfigError::unknown("variable", &name, &known));
+            };
+            let origin = Origin::Env(name);
+            let Some(text) = value.to_str() else {
+                return Err(ConfigError::unshown(
+                    origin.name(field.key()),
+                    "not valid UTF-8",
+                    field.expected(),
+                ));
+            };
+            config.set(field.key(), RawValue::Text(text), origin)?;
+        }
+        Ok(config)
+    }
+
+    /// Like [`RetryConfig::from_env`], reading the known variables through `lookup` (a secrets
+    /// store, …) instead of the process environment. Unknown names cannot be detected this way:
+    /// prefer [`RetryConfig::from_vars`] when the names can be listed.
+    ///
+    /// # Errors
+    /// As [`RetryConfig::from_env`], except for unknown names.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |field: &'static str| {
-            let var = env_name(field);
-            lookup(&var).map(|raw| (var, raw))
-        };
-        let config = Self {
-            max_attempts: parse(get("max_attempts"), "an integer ≥ 1", |s| s.parse().ok())?,
-            initial_delay: parse(get("initial_delay"), SECONDS, number)?,
-            max_delay: parse(get("max_delay"), SECONDS, number)?,
-            exponential_base: parse(get("exponential_base"), "a finite number ≥ 1", number)?,
-            jitter: parse(get("jitter"), "true or false", boolean)?,
-            jitter_factor: parse(get("jitter_factor"), "a number in [0, 1]", number)?,
-            jitter_strategy: parse(
-                get("jitter_strategy"),
-                JitterStrategy::ACCEPTED,
-                JitterStrategy::parse,
-            )?,
-            max_elapsed: parse(get("max_elapsed"), SECONDS, number)?,
-            attempt_timeout: parse(get("attempt_timeout"), SECONDS, number)?,
-            seed: parse(get("seed"), "an unsigned integer", |s| s.parse().ok())?,
-        };
-        config.validate(&env_name)?;
+        let mut config = Self::default();
+        for field in Field::ALL {
+            let name = env_name(field);
+            if let Some(text) = lookup(&name) {
+                config.set(field.key(), RawValue::Text(&text), Origin::Env(name))?;
+            }
+        }
         Ok(config)
     }
 }
 
-const SECONDS: &str = "a number of seconds";
-
-fn env_name(field: &'static str) -> String {
-    format!("{ENV_PREFIX}{}", field.to_ascii_uppercase())
+fn has_prefix(name: &str) -> bool {
+    name.get(..ENV_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(ENV_PREFIX))
 }
 
-fn parse<T>(
-    var: Option<(String, String)>,
-    expected: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Option<T>, ConfigError> {
-    match var {
-        None => Ok(None),
-        Some((name, raw)) => match parse(raw.trim()) {
-            Some(value) => Ok(Some(value)),
-            None => Err(ConfigError::new(name, format!("{raw:?}"), expected)),
-        },
-    }
+fn env_name(field: Field) -> String {
+    format!("{ENV_PREFIX}{}", field.key().to_ascii_uppercase())
 }
 
-fn number(text: &str) -> Option<f64> {
-    text.parse().ok()
-}
-
-fn boolean(text: &str) -> Option<bool> {
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
+fn known_names() -> Vec<String> {
+    Field::ALL.into_iter().map(env_name).collect()
 }

@@ -40,6 +40,16 @@ pub enum JitterStrategy {
 impl JitterStrategy {
     pub(crate) const ACCEPTED: &'static str = "one of proportional, full, equal, decorrelated";
 
+    /// The name used in configuration: `proportional`, `full`, `equal`, `decorrelated`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Proportional => "proportional",
+            Self::Full => "full",
+            Self::Equal => "equal",
+            Self::Decorrelated => "decorrelated",
+        }
+    }
+
     pub(crate) fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "proportional" => Some(Self::Proportional),

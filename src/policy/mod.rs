@@ -1,23 +1,35 @@
 //! The retry policy: how many tries, how long to wait between them, and when to give up.
 
 mod config;
+mod duration;
 mod env;
 mod jitter;
+mod origin;
 mod schedule;
+mod serialize;
+mod setting;
+mod suggest;
 
 use std::time::Duration;
 
 pub use self::config::RetryConfig;
+pub use self::duration::MAX_DURATION;
 pub use self::env::ENV_PREFIX;
 pub use self::jitter::{Jitter, JitterStrategy};
+pub use self::origin::Origin;
 pub use self::schedule::Schedule;
+pub use self::setting::RawValue;
+pub(crate) use self::suggest::closest;
+#[cfg(feature = "postgres")]
+pub(crate) use self::suggest::edit_distance;
 
 /// A validated retry policy: exponential backoff with jitter, an attempt budget, an optional
 /// total deadline and an optional per-attempt timeout.
 ///
 /// Build one with [`RetryPolicy::builder`] (or [`RetryConfig`] from a config file, or
 /// [`RetryPolicy::from_env`]); every way validates the same rules and names the offending
-/// setting on error.
+/// setting, where it was set and the accepted range on error. Every duration is at most
+/// [`MAX_DURATION`] (one year), so no accepted value can overflow a deadline.
 ///
 /// The delay before try `k + 1` (k = 1, 2, …) is
 /// `min(max_delay, initial_delay × exponential_base^(k-1))`, then jitter, then capped at
@@ -29,8 +41,8 @@ pub use self::schedule::Schedule;
 /// | setting | default | environment variable |
 /// |---|---|---|
 /// | `max_attempts` | 5 | `DB_RETRY_MAX_ATTEMPTS` |
-/// | `initial_delay` | 0.1 s | `DB_RETRY_INITIAL_DELAY` |
-/// | `max_delay` | 30 s | `DB_RETRY_MAX_DELAY` |
+/// | `initial_delay` | 0.1 s (or `max_delay` if smaller) | `DB_RETRY_INITIAL_DELAY` |
+/// | `max_delay` | 30 s (or `initial_delay` if larger) | `DB_RETRY_MAX_DELAY` |
 /// | `exponential_base` | 2.0 | `DB_RETRY_EXPONENTIAL_BASE` |
 /// | `jitter` | on | `DB_RETRY_JITTER` |
 /// | `jitter_factor` | 0.1 (±10 %) | `DB_RETRY_JITTER_FACTOR` |
@@ -84,7 +96,8 @@ impl RetryPolicy {
     /// The defaults overridden by any `DB_RETRY_*` environment variable that is set.
     ///
     /// # Errors
-    /// A variable that does not parse or is out of range, named in the error.
+    /// An unknown `DB_RETRY_*` name (with the closest known one), or a variable that does not
+    /// parse or is out of range, named in the error (see [`RetryConfig::from_env`]).
     pub fn from_env() -> Result<Self, crate::ConfigError> {
         RetryConfig::from_env()?.build()
     }
@@ -124,10 +137,11 @@ impl RetryPolicy {
         self.attempt_timeout
     }
 
-    /// The same policy with a different total deadline.
+    /// The same policy with a different total deadline, capped at [`MAX_DURATION`] (this method
+    /// cannot fail, and a longer deadline could overflow the clock).
     #[must_use]
     pub fn with_max_elapsed(mut self, max_elapsed: Option<Duration>) -> Self {
-        self.max_elapsed = max_elapsed;
+        self.max_elapsed = max_elapsed.map(|limit| limit.min(MAX_DURATION));
         self
     }
 

@@ -126,12 +126,26 @@ impl SqliteOptions {
 
 impl fmt::Debug for SqliteOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An encryption key (SQLCipher's `key` pragma or URI parameter) is a secret.
+        let pragmas: Vec<(&str, &str)> = self
+            .pragmas
+            .iter()
+            .map(|(name, value)| {
+                let shown = if crate::redact::is_key_parameter(name) {
+                    "***"
+                } else {
+                    value.as_str()
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        let path = crate::redact::redact_sqlite_path(&self.path.to_string_lossy());
         f.debug_struct("SqliteOptions")
-            .field("path", &self.path)
+            .field("path", &path)
             .field("flags", &self.flags)
             .field("busy_timeout", &self.busy_timeout)
             .field("wal", &self.wal)
-            .field("pragmas", &self.pragmas)
+            .field("pragmas", &pragmas)
             .field("init", &self.init.is_some())
             .finish()
     }

@@ -116,11 +116,12 @@ async fn all_reports_each_named_database() {
     let printed = stdout(&output);
     let lines: Vec<_> = printed.lines().collect();
     assert_eq!(lines.len(), 2, "{printed}");
-    assert!(lines[0].starts_with("cache (sqlite:"), "{printed}");
+    // In the file's order.
     assert!(
-        lines[1].starts_with("default (postgres://dbretry:***@127.0.0.1:"),
+        lines[0].starts_with("default (postgres://dbretry:***@127.0.0.1:"),
         "{printed}"
     );
+    assert!(lines[1].starts_with("cache (sqlite:"), "{printed}");
     assert!(
         lines.iter().all(|l| l.contains("accepting connections")),
         "{printed}"
@@ -130,8 +131,8 @@ async fn all_reports_each_named_database() {
     let (output, _) = run(&["--config", &config, "--all", "--json"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
     let body = json(&output);
-    assert_eq!(body["databases"][0]["exit_code"], 0);
-    assert_eq!(body["databases"][1]["exit_code"], 2);
+    assert_eq!(body["databases"][0]["exit_code"], 2);
+    assert_eq!(body["databases"][1]["exit_code"], 0);
 
     let (output, _) = run(&["--config", &config, "--database", "nope"]).await;
     assert_eq!(output.status.code(), Some(3));

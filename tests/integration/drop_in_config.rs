@@ -162,7 +162,10 @@ async fn postgres_pool_from_environment_variables_connects_and_takes_the_pool_se
         ("PG__RETRY__MAX_ELAPSED", "30"),
     ];
     let cfg = from_env::<Settings<Config>>(&vars, false).unwrap().pg;
-    assert_eq!(cfg.retry.as_ref().unwrap().max_elapsed, Some(30.0));
+    assert_eq!(
+        cfg.retry.as_ref().unwrap().build().unwrap().max_elapsed(),
+        Some(Duration::from_secs(30))
+    );
     let pool = cfg
         .create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls)
         .unwrap();
@@ -341,7 +344,7 @@ fn sqlite_config_from_env_reads_typed_values_as_deadpool_sqlite_does() {
     let ours = ours.unwrap().sqlite;
     assert_eq!(ours.busy_timeout, Some(2.5));
     assert!(ours.wal);
-    assert_eq!(ours.retry.unwrap().max_attempts, Some(7));
+    assert_eq!(ours.retry.unwrap().build().unwrap().max_attempts(), 7);
     assert!(logs.contains("key=pool_size"), "{logs}");
 }
 

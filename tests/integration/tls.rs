@@ -13,7 +13,7 @@ use crate::support::pg::chown_to_pg_user;
 
 /// Makes a CA and a server certificate for 127.0.0.1 in the cluster's data directory, turns
 /// TLS on and restarts; returns the CA certificate (PEM).
-async fn enable_tls(pg: &PgCluster) -> Vec<u8> {
+pub(crate) async fn enable_tls(pg: &PgCluster) -> Vec<u8> {
     let dir = pg.data_dir();
     let openssl = |args: &[&str]| {
         let output = Command::new("openssl")

@@ -5,8 +5,11 @@
 //! waiting out `--timeout`.
 
 mod args;
+mod config_file;
 mod probe;
+mod sqlite_codes;
 mod targets;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -18,38 +21,54 @@ use crate::probe::Outcome;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
+        // --help and --version: clap's text, which quotes nothing the user typed.
+        Err(error) if !error.use_stderr() => {
             let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(probe::BAD_PARAMETERS)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{}", args::describe(&error));
+            return ExitCode::from(probe::BAD_PARAMETERS);
         }
     };
     let Command::Check(check) = cli.command;
     if check.verbose {
         tracing_to_stderr();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .expect("a tokio runtime");
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            // No attempt was made: pg_isready's code for that is 3.
+            eprintln!("dbretry: cannot start: {error}");
+            return ExitCode::from(probe::BAD_PARAMETERS);
+        }
+    };
     let code = runtime.block_on(run(check));
     ExitCode::from(code)
 }
 
 async fn run(check: args::Check) -> u8 {
-    let targets = match targets::resolve(&check) {
-        Ok(targets) => targets,
+    let setup = targets::resolve(&check).and_then(|plan| Ok((plan, tls::Tls::from_args(&check)?)));
+    let (plan, tls) = match setup {
+        Ok(setup) => setup,
         Err(message) => {
             eprintln!("dbretry: {message}");
             return probe::BAD_PARAMETERS;
         }
     };
-    let outcomes: Vec<Outcome> =
-        futures_util::future::join_all(targets.iter().map(|t| probe::check(t, &check))).await;
+    if check.verbose {
+        // Where each setting came from, so that an operator sees which layer won.
+        eprintln!("dbretry: retry settings: {:?}", plan.settings);
+    }
+    let checks = plan
+        .targets
+        .iter()
+        .map(|target| probe::check(target, &plan.policy, &tls));
+    let outcomes: Vec<Outcome> = futures_util::future::join_all(checks).await;
     if check.json {
         let body: Vec<_> = outcomes.iter().map(Outcome::to_json).collect();
         println!("{}", serde_json::json!({ "databases": body }));

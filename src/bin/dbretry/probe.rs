@@ -1,15 +1,17 @@
 //! One database checked: connect, `SELECT 1`, retried under the policy with `--wait`.
 
+use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use dbretry::{Error, ErrorChain, ErrorKind, Phase, Retrier, RetryPolicy, redact_url};
+use dbretry::{Error, ErrorChain, ErrorKind, Phase, Retrier, RetryPolicy};
 use serde_json::{Value, json};
 
-use crate::args::Check;
+use crate::sqlite_codes;
 use crate::targets::Target;
+use crate::tls::Tls;
 
 pub(crate) const ACCEPTING: u8 = 0;
 pub(crate) const REJECTING: u8 = 1;
@@ -32,17 +34,23 @@ enum Database {
     Sqlite(PathBuf),
 }
 
-pub(crate) async fn check(target: &Target, args: &Check) -> Outcome {
+pub(crate) async fn check(target: &Target, policy: &RetryPolicy, tls: &Tls) -> Outcome {
     let mut outcome = Outcome {
         name: target.name.clone(),
-        target: redact_url(&target.url),
+        target: dbretry::redact_url(&target.url),
         exit_code: ACCEPTING,
         attempts: 0,
         elapsed: Duration::ZERO,
         error: None,
         problem: None,
     };
-    let database = match parse(&target.url) {
+    let database = parse(target).and_then(|database| {
+        if let Database::Postgres(config) = &database {
+            tls.check_supports(config)?;
+        }
+        Ok(database)
+    });
+    let database = match database {
         Ok(database) => database,
         Err(problem) => {
             outcome.exit_code = BAD_PARAMETERS;
@@ -52,13 +60,13 @@ pub(crate) async fn check(target: &Target, args: &Check) -> Outcome {
     };
     let succeeded_after = Arc::new(AtomicU32::new(0));
     let attempts = succeeded_after.clone();
-    let retrier = Retrier::new(policy(&target.policy, args))
+    let retrier = Retrier::new(policy.clone())
         .phase(Phase::Connect)
         .name(&target.name)
         .on_success(move |event| attempts.store(event.attempts, Ordering::Relaxed));
     let started = tokio::time::Instant::now();
     let result = match &database {
-        Database::Postgres(config) => retrier.run(|| ping_postgres(config)).await,
+        Database::Postgres(config) => retrier.run(|| tls.ping(config)).await,
         Database::Sqlite(path) => retrier.run(|| ping_sqlite(path.clone())).await,
     };
     outcome.elapsed = started.elapsed();
@@ -71,30 +79,6 @@ pub(crate) async fn check(target: &Target, args: &Check) -> Outcome {
         }
     }
     outcome
-}
-
-/// With `--wait`: the policy's schedule, bounded by `--timeout` only; without: one attempt
-/// bounded by `--timeout`.
-fn policy(base: &RetryPolicy, args: &Check) -> RetryPolicy {
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let config = if args.wait {
-        let attempt = base
-            .attempt_timeout()
-            .unwrap_or(Duration::from_secs(5))
-            .min(timeout);
-        dbretry::RetryConfig::default()
-            .max_attempts(u32::MAX)
-            .initial_delay(base.initial_delay())
-            .max_delay(base.max_delay())
-            .exponential_base(base.exponential_base())
-            .max_elapsed(timeout)
-            .attempt_timeout(attempt)
-    } else {
-        dbretry::RetryConfig::default()
-            .max_attempts(1)
-            .attempt_timeout(timeout)
-    };
-    config.build().unwrap_or(RetryPolicy::NO_RETRY)
 }
 
 fn exit_code(error: &Error) -> u8 {
@@ -110,47 +94,53 @@ fn answered(error: &Error) -> bool {
     error.sqlstate().is_some() || error.sqlite_code().is_some()
 }
 
-fn parse(url: &str) -> Result<Database, String> {
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        return url
-            .parse::<tokio_postgres::Config>()
-            .map(|config| Database::Postgres(Box::new(config)))
-            .map_err(|e| format!("invalid PostgreSQL URL {}: {e}", redact_url(url)));
-    }
+/// The connection string, parsed; errors say what is wrong and where the string came from,
+/// never the string itself.
+fn parse(target: &Target) -> Result<Database, String> {
+    let url = target.url.as_str();
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
         if path.is_empty() {
-            return Err(format!("no path in SQLite URL {url}"));
+            return Err(format!("no path in the SQLite URL ({})", target.from));
         }
         return Ok(Database::Sqlite(PathBuf::from(path)));
     }
-    Err(format!(
-        "unsupported URL {}: expected postgres://… or sqlite:…",
-        redact_url(url)
-    ))
+    if let Some((scheme, _)) = url.split_once("://") {
+        let lower = scheme.to_ascii_lowercase();
+        if lower != "postgres" && lower != "postgresql" {
+            let named = scheme.len() <= 20
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            let scheme = if named { scheme } else { "?" };
+            return Err(format!(
+                "unsupported URL scheme {scheme}:// ({}): expected postgres://…, \
+                 postgresql://…, key=value pairs or sqlite:path",
+                target.from
+            ));
+        }
+    }
+    dbretry::parse_postgres_config(url)
+        .map(|config| Database::Postgres(Box::new(config)))
+        .map_err(|error| error.at(target.from.clone()).to_string())
 }
 
-async fn ping_postgres(config: &tokio_postgres::Config) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(connection);
-    let answered = client.simple_query("SELECT 1").await;
-    drop(client);
-    let _ = task.await;
-    answered.map(drop)
-}
-
-async fn ping_sqlite(path: PathBuf) -> Result<(), rusqlite::Error> {
-    tokio::task::spawn_blocking(move || {
+/// Opens the SQLite file (never creating it) and runs `SELECT 1` on a blocking thread. The
+/// driver's error stays the cause, so its result code is read as usual; a blocking task that
+/// did not finish (cancelled at shutdown, or a panic in the driver) is an error like another.
+async fn ping_sqlite(path: PathBuf) -> Result<(), Box<dyn StdError + Send + Sync>> {
+    let task = tokio::task::spawn_blocking(move || {
         // A health check must not create the database it checks.
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
             | rusqlite::OpenFlags::SQLITE_OPEN_URI
             | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags)?;
         conn.query_row("SELECT 1", [], |_| Ok(()))
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    });
+    match task.await {
+        Ok(result) => result.map_err(Into::into),
+        Err(join_error) => Err(format!("the SQLite check did not finish: {join_error}").into()),
+    }
 }
 
 impl Outcome {
@@ -163,7 +153,7 @@ impl Outcome {
         }
     }
 
-    /// One line for humans: `default (postgres://app:***@db/app): accepting connections`.
+    /// One line for humans: `default (postgres://app:***@db:5432/app): accepting connections`.
     pub(crate) fn line(&self, verbose: bool) -> String {
         let mut line = format!("{} ({}): {}", self.name, self.target, self.status());
         if let Some(problem) = &self.problem {
@@ -171,7 +161,12 @@ impl Outcome {
         }
         if let Some(error) = &self.error {
             match (verbose, error.cause()) {
-                (true, Some(cause)) => line.push_str(&format!(": {}", ErrorChain(cause))),
+                (true, Some(cause)) => line.push_str(&format!(
+                    ": {} ({}): {}",
+                    error.kind().as_str(),
+                    code(error).unwrap_or_else(|| "no code".to_owned()),
+                    ErrorChain(cause)
+                )),
                 _ => line.push_str(&format!(": {}", summary(error))),
             }
         }
@@ -190,25 +185,34 @@ impl Outcome {
             "status": self.status(),
             "exit_code": self.exit_code,
             "attempts": self.attempts,
-            "elapsed_ms": self.elapsed.as_millis() as u64,
+            "elapsed_ms": u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
             "problem": self.problem,
             "error": self.error.as_ref().map(|e| json!({
                 "kind": e.kind().as_str(),
                 "class": e.class().map(|c| c.as_str()),
                 "sqlstate": e.sqlstate(),
                 "sqlite_code": e.sqlite_code(),
+                "sqlite_code_name": e.sqlite_code().map(sqlite_codes::name),
             })),
         })
     }
 }
 
-fn summary(error: &Error) -> String {
-    let code = error
+/// The error's code for humans: `SQLSTATE 28P01`, `SQLITE_BUSY (5)`.
+fn code(error: &Error) -> Option<String> {
+    error
         .sqlstate()
         .map(|s| format!("SQLSTATE {s}"))
-        .or_else(|| error.sqlite_code().map(|c| format!("SQLite code {c}")));
+        .or_else(|| {
+            error
+                .sqlite_code()
+                .map(|c| format!("{} ({c})", sqlite_codes::name(c)))
+        })
+}
+
+fn summary(error: &Error) -> String {
     let class = error.class().map_or("unknown", |c| c.as_str());
-    match code {
+    match code(error) {
         Some(code) => format!("{class} error ({code}, {})", error.kind().as_str()),
         None => format!("{class} error ({})", error.kind().as_str()),
     }
