@@ -24,6 +24,12 @@ pub enum ErrorKind {
     Timeout,
     /// The pool's circuit breaker is open after repeated connect failures: no attempt was made.
     CircuitOpen,
+    /// The retrier's [`RetryBudget`](crate::RetryBudget) refused a retry: its callers have
+    /// retried too much for their recent first attempts. The cause is the last real error.
+    BudgetExhausted,
+    /// The connection was lost while `COMMIT` was in flight: the transaction may or may not
+    /// have been applied, so it was not re-run. Check before running it again.
+    CommitOutcomeUnknown,
 }
 
 impl ErrorKind {
@@ -34,11 +40,13 @@ impl ErrorKind {
             Self::RetryExhausted => "attempts",
             Self::Timeout => "deadline",
             Self::CircuitOpen => "circuit_open",
+            Self::BudgetExhausted => "budget",
+            Self::CommitOutcomeUnknown => "commit_outcome_unknown",
         }
     }
 
     /// A short, stable label: `connection`, `query`, `retry_exhausted`, `timeout`,
-    /// `circuit_open`.
+    /// `circuit_open`, `budget_exhausted`, `commit_outcome_unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connection => "connection",
@@ -46,6 +54,8 @@ impl ErrorKind {
             Self::RetryExhausted => "retry_exhausted",
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit_open",
+            Self::BudgetExhausted => "budget_exhausted",
+            Self::CommitOutcomeUnknown => "commit_outcome_unknown",
         }
     }
 }
@@ -156,6 +166,15 @@ impl fmt::Display for Error {
         } else {
             "attempts"
         };
+        // What is still wrong, in the words of the last cause: a lock, a conflict, or (for
+        // anything else) an unavailable database.
+        let (what, still) = self
+            .0
+            .last
+            .as_ref()
+            .and_then(Failure::database_code)
+            .and_then(|code| code.condition())
+            .unwrap_or(("database", "unavailable"));
         match kind {
             ErrorKind::Connection => write!(
                 f,
@@ -167,15 +186,23 @@ impl fmt::Display for Error {
             )?,
             ErrorKind::RetryExhausted => write!(
                 f,
-                "database still unavailable after {attempts} {tries} over {elapsed:.2?} (max_attempts reached)"
+                "{what} still {still} after {attempts} {tries} over {elapsed:.2?} (max_attempts reached)"
             )?,
             ErrorKind::Timeout => write!(
                 f,
-                "database still unavailable when the deadline passed: {attempts} {tries} over {elapsed:.2?}"
+                "{what} still {still} when the deadline passed: {attempts} {tries} over {elapsed:.2?}"
             )?,
             ErrorKind::CircuitOpen => write!(
                 f,
                 "not connecting: the circuit breaker is open after repeated connect failures"
+            )?,
+            ErrorKind::BudgetExhausted => write!(
+                f,
+                "not retrying: the retry budget is spent (too many retries for recent first attempts); {what} {still} after {attempts} {tries} over {elapsed:.2?}"
+            )?,
+            ErrorKind::CommitOutcomeUnknown => write!(
+                f,
+                "commit outcome unknown: the connection was lost while COMMIT was in flight, so the transaction may or may not have been applied (not re-run; check before running it again)"
             )?,
         }
         if let Some(last) = &self.0.last {
@@ -184,8 +211,10 @@ impl fmt::Display for Error {
             } else {
                 "last error"
             };
-            write!(f, "; {label}: {last}")?;
-            if let Some(hint) = last.hint() {
+            let cause = last.to_string();
+            write!(f, "; {label}: {cause}")?;
+            // A cause that is itself one of these errors has printed its hint already.
+            if let Some(hint) = last.hint().filter(|hint| !cause.contains(hint)) {
                 write!(f, " (hint: {hint})")?;
             }
         }
@@ -214,11 +243,14 @@ impl StdError for Error {
 }
 
 impl Classify for Error {
-    /// Permanent for [`ErrorKind::Connection`] and [`ErrorKind::Query`]; transient otherwise:
-    /// the condition that exhausted the retries may pass later.
+    /// Permanent for [`ErrorKind::Connection`], [`ErrorKind::Query`] and
+    /// [`ErrorKind::CommitOutcomeUnknown`] (re-running could apply a transaction twice);
+    /// transient otherwise: the condition that exhausted the retries may pass later.
     fn classify(&self, _phase: Phase) -> ErrorClass {
         match self.0.kind {
-            ErrorKind::Connection | ErrorKind::Query => ErrorClass::Permanent,
+            ErrorKind::Connection | ErrorKind::Query | ErrorKind::CommitOutcomeUnknown => {
+                ErrorClass::Permanent
+            }
             _ => ErrorClass::Transient,
         }
     }

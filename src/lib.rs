@@ -29,6 +29,9 @@ pub mod policy;
 mod redact;
 mod retry;
 mod time;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub mod transaction;
 
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -67,4 +70,6 @@ pub use crate::gate::DEFAULT_ATTEMPT_TIMEOUT;
 pub use crate::manager::{Backend, ManagerBuilder, PoolContext, RetryingManager};
 pub use crate::policy::{Jitter, JitterStrategy, RetryConfig, RetryPolicy, Schedule};
 pub use crate::redact::redact_url;
-pub use crate::retry::{Retrier, RetryEvent, SuccessEvent, execute_with_retry};
+pub use crate::retry::{
+    Retrier, RetryBudget, RetryError, RetryEvent, SuccessEvent, execute_with_retry,
+};

@@ -1,0 +1,458 @@
+//! The transaction helper on SQLite pools: deadpool's and bb8's.
+//!
+//! A try runs on the blocking pool. Its lock waits happen inside SQLite (`busy_timeout`),
+//! bounded by what is left of the try's bound, so they never stack past the deadline. A try
+//! the retrier abandons (its bound passed) is interrupted and *awaited*: it checks before
+//! `COMMIT` whether it was abandoned and rolls back if so; if it committed anyway, that commit
+//! is the run's success. So a try never commits beside its retry.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, InterruptHandle, TransactionBehavior};
+use tokio::time::Instant;
+
+use super::{TransactionPool, sealed, within};
+use crate::classify::{Classify, ErrorClass, Phase};
+use crate::error::{Error, ErrorKind};
+use crate::failure::Failure;
+use crate::retry::{Retrier, RetryError, Tried, drive};
+use crate::sqlite::InteractError;
+
+/// An SQLite pool the transaction helper runs on: `dbretry::deadpool_sqlite::Pool` or a
+/// `dbretry::bb8::Pool<SqliteConnectionManager>`. Sealed.
+pub trait SqlitePool: Sync + private::Ops {}
+
+/// A transaction to run on an SQLite pool; made by [`Retrier::transaction`], finished by
+/// [`run`](SqliteTransaction::run).
+///
+/// # Default
+///
+/// `BEGIN IMMEDIATE`: the write lock is taken up front, waiting for it (within the try's
+/// bound) instead of failing later with `SQLITE_BUSY_SNAPSHOT` when a read turns into a write.
+/// Use [`TransactionBehavior::Deferred`] for transactions that only read.
+#[must_use = "call `run` with the transaction's closure"]
+pub struct SqliteTransaction<'a, P> {
+    retrier: &'a Retrier,
+    pool: &'a P,
+    behavior: TransactionBehavior,
+}
+
+/// A try cut by its bound (the policy's `attempt_timeout`, or the deadline): its SQLite call
+/// was interrupted and awaited, and it did not commit. Transient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the transaction did not finish within {bound:?}: it was interrupted and rolled back before the next try (another connection or transaction may hold the lock)"
+)]
+pub struct AttemptInterrupted {
+    /// The try's bound.
+    pub bound: Duration,
+}
+
+impl Classify for AttemptInterrupted {
+    fn classify(&self, _phase: Phase) -> ErrorClass {
+        ErrorClass::Transient
+    }
+}
+
+impl<P> std::fmt::Debug for SqliteTransaction<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let behavior = match self.behavior {
+            TransactionBehavior::Deferred => "deferred",
+            TransactionBehavior::Immediate => "immediate",
+            TransactionBehavior::Exclusive => "exclusive",
+            _ => "other",
+        };
+        f.debug_struct("SqliteTransaction")
+            .field("retrier", &self.retrier.label())
+            .field("behavior", &behavior)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
+    fn new(retrier: &'a Retrier, pool: &'a P) -> Self {
+        Self {
+            retrier,
+            pool,
+            behavior: TransactionBehavior::Immediate,
+        }
+    }
+
+    /// How the transaction begins: `BEGIN IMMEDIATE` (the default), `DEFERRED` or
+    /// `EXCLUSIVE`.
+    pub fn behavior(mut self, behavior: TransactionBehavior) -> Self {
+        self.behavior = behavior;
+        self
+    }
+
+    /// Runs `body` in a transaction on the blocking pool and commits it; re-runs it while it
+    /// fails with a transient error (`SQLITE_BUSY` and its extended codes, a lost or broken
+    /// connection), under the retrier's policy (see [`RetryPolicy::LOCK_CONFLICTS`]). Each
+    /// try — checkout, `BEGIN`, `body`, `COMMIT` — is bounded by `attempt_timeout` and by what
+    /// is left of `max_elapsed`; so is SQLite's own wait for a lock in it (`busy_timeout`,
+    /// restored afterwards).
+    ///
+    /// [`RetryPolicy::LOCK_CONFLICTS`]: crate::RetryPolicy::LOCK_CONFLICTS
+    ///
+    /// # Errors
+    /// A [`RetryError`]: your closure's error by value when it ended the run (permanent, or
+    /// retries spent); [`ErrorKind::CommitOutcomeUnknown`] when `COMMIT` failed with an I/O or
+    /// similar error that may have left it applied; the pool's own error when no connection
+    /// could be had.
+    pub async fn run<T, E, F>(self, body: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Classify + StdError + Send + Sync + 'static,
+    {
+        let Self {
+            retrier,
+            pool,
+            behavior,
+        } = self;
+        let body = Arc::new(Mutex::new(body));
+        drive(retrier, async |bound| {
+            try_once(pool, behavior, body.clone(), bound).await
+        })
+        .await
+    }
+}
+
+/// One try: checkout, then `BEGIN`, `body` and `COMMIT` in one blocking call, within `bound`.
+async fn try_once<P, T, E, F>(
+    pool: &P,
+    behavior: TransactionBehavior,
+    body: Arc<Mutex<F>>,
+    bound: Option<Duration>,
+) -> Tried<T, E>
+where
+    P: SqlitePool,
+    F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Classify + Send + 'static,
+{
+    let deadline = bound.map(|bound| crate::time::later(Instant::now(), bound));
+    let interrupted = || {
+        let bound = bound.unwrap_or_default();
+        Tried::Broke(Failure::new(AttemptInterrupted { bound }, Phase::Operation))
+    };
+    let connection = match within(deadline, pool.checkout()).await {
+        None => return Tried::TimedOut(bound.unwrap_or_default()),
+        // The pool retried its opens already; retrying here would stack a second loop.
+        Some(Err(error)) => return Tried::GiveUp(error),
+        Some(Ok(connection)) => connection,
+    };
+    let control = Arc::new(Control::default());
+    let abandon_on_drop = AbandonOnDrop(Some(control.clone()));
+    let lock_wait = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+    let called = {
+        let blocking = control.clone();
+        let mut call = pin!(P::interact(&connection, move |conn| {
+            blocking.run(conn, behavior, lock_wait, &body)
+        }));
+        match within(deadline, call.as_mut()).await {
+            Some(called) => called,
+            None => {
+                // Cut short: interrupt the call and wait for it, so that it cannot commit
+                // beside the next try (if it committed first, that commit is this run's
+                // success).
+                control.abandon();
+                call.await
+            }
+        }
+    };
+    abandon_on_drop.disarm();
+    let outcome = match called {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            P::evict(connection);
+            return Tried::Broke(Failure::new(error, Phase::Operation));
+        }
+    };
+    match outcome {
+        Blocking::Committed(value) => Tried::Succeeded(value),
+        Blocking::Abandoned => interrupted(),
+        Blocking::Failed(error) => {
+            if error.breaks_connection() {
+                P::evict(connection);
+            }
+            Tried::Failed(error)
+        }
+        Blocking::Broke(error) => {
+            if error.breaks_connection() {
+                P::evict(connection);
+            }
+            Tried::Broke(Failure::new(error, Phase::Operation))
+        }
+        Blocking::OutcomeUnknown(error) => {
+            P::evict(connection);
+            Tried::Stop(
+                ErrorKind::CommitOutcomeUnknown,
+                Failure::new(error, Phase::Operation),
+            )
+        }
+    }
+}
+
+/// What the blocking call came to.
+enum Blocking<T, E> {
+    Committed(T),
+    /// The closure's own error (rolled back).
+    Failed(E),
+    /// `BEGIN` or `COMMIT` failed, and nothing was applied (rolled back).
+    Broke(rusqlite::Error),
+    /// Abandoned by the retrier before `COMMIT`: rolled back.
+    Abandoned,
+    /// `COMMIT` failed in a way that may have left it applied.
+    OutcomeUnknown(rusqlite::Error),
+}
+
+/// What the async side and the blocking call share about one try.
+#[derive(Default)]
+struct Control {
+    abandoned: AtomicBool,
+    interrupt: Mutex<Option<InterruptHandle>>,
+}
+
+impl Control {
+    /// Tells the call it is abandoned, and interrupts the statement it runs, if any.
+    fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        if let Some(handle) = &*lock(&self.interrupt) {
+            handle.interrupt();
+        }
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// The blocking call: `BEGIN`, `body`, `COMMIT`, with SQLite's lock wait bounded by
+    /// `lock_wait`.
+    fn run<T, E, F>(
+        &self,
+        conn: &mut Connection,
+        behavior: TransactionBehavior,
+        lock_wait: Option<Duration>,
+        body: &Mutex<F>,
+    ) -> Blocking<T, E>
+    where
+        F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    {
+        *lock(&self.interrupt) = Some(conn.get_interrupt_handle());
+        // Checked after registering: an abandon from now on interrupts this call.
+        if self.abandoned() {
+            return Blocking::Abandoned;
+        }
+        let configured = lock_wait.and_then(|_| busy_timeout(conn));
+        if let (Some(wait), Some(configured)) = (lock_wait, configured) {
+            // Best effort: on failure the configured wait applies, still bounded by the await.
+            let _ = conn.busy_timeout(wait.min(configured));
+        }
+        let outcome = self.transact(conn, behavior, body);
+        if let Some(configured) = configured {
+            let _ = conn.busy_timeout(configured);
+        }
+        outcome
+    }
+
+    fn transact<T, E, F>(
+        &self,
+        conn: &mut Connection,
+        behavior: TransactionBehavior,
+        body: &Mutex<F>,
+    ) -> Blocking<T, E>
+    where
+        F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    {
+        let transaction = match conn.transaction_with_behavior(behavior) {
+            Ok(transaction) => transaction,
+            Err(_) if self.abandoned() => return Blocking::Abandoned,
+            Err(error) => return Blocking::Broke(error),
+        };
+        let done = (lock(body))(&transaction);
+        // Dropping the transaction rolls it back, whatever the closure did.
+        let value = match done {
+            Ok(_) | Err(_) if self.abandoned() => return Blocking::Abandoned,
+            Ok(value) => value,
+            Err(error) => return Blocking::Failed(error),
+        };
+        match transaction.commit() {
+            Ok(()) => Blocking::Committed(value),
+            // rusqlite rolled back after the failed COMMIT.
+            Err(error) if not_applied(&error) => {
+                if self.abandoned() {
+                    Blocking::Abandoned
+                } else {
+                    Blocking::Broke(error)
+                }
+            }
+            Err(error) => Blocking::OutcomeUnknown(error),
+        }
+    }
+}
+
+/// A failed `COMMIT` that certainly applied nothing: the lock was busy, or it was interrupted
+/// before it ran. (An I/O error, a full disk, … may come after the commit reached the file.)
+fn not_applied(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::OperationInterrupted)
+    )
+}
+
+/// The connection's `busy_timeout`, to restore after the try.
+fn busy_timeout(conn: &Connection) -> Option<Duration> {
+    conn.pragma_query_value(None, "busy_timeout", |row| row.get::<_, i64>(0))
+        .ok()
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Abandons the try when the caller goes away mid-call (its future dropped): the blocking
+/// call then rolls back instead of committing, unless it is already committing.
+struct AbandonOnDrop(Option<Arc<Control>>);
+
+impl AbandonOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if let Some(control) = self.0.take() {
+            control.abandon();
+        }
+    }
+}
+
+/// Makes `Retrier::transaction` return a [`SqliteTransaction`] for a pool type.
+macro_rules! sqlite_transactions {
+    () => {
+        fn transaction<'a>(retrier: &'a Retrier, pool: &'a Self) -> SqliteTransaction<'a, Self> {
+            SqliteTransaction::new(retrier, pool)
+        }
+    };
+}
+
+mod private {
+    use super::*;
+
+    /// What the helper does with a pool: checkout, run a blocking call, evict.
+    pub trait Ops: sealed::Sealed {
+        /// A checked-out connection.
+        type Connection<'p>: Send + Sync
+        where
+            Self: 'p;
+
+        fn checkout(&self) -> impl Future<Output = Result<Self::Connection<'_>, Error>> + Send;
+
+        fn interact<R, F>(
+            connection: &Self::Connection<'_>,
+            call: F,
+        ) -> impl Future<Output = Result<R, InteractError>> + Send
+        where
+            F: FnOnce(&mut Connection) -> R + Send + 'static,
+            R: Send + 'static;
+
+        /// Takes the connection out of the pool for good (where the pool can be told).
+        fn evict(connection: Self::Connection<'_>);
+    }
+}
+
+#[cfg(feature = "deadpool")]
+mod on_deadpool {
+    use super::private::Ops;
+    use super::*;
+    use crate::deadpool_sqlite::{Object, Pool};
+
+    impl sealed::Sealed for Pool {}
+    impl SqlitePool for Pool {}
+
+    impl TransactionPool for Pool {
+        type Transaction<'a> = SqliteTransaction<'a, Pool>;
+        sqlite_transactions!();
+    }
+
+    impl Ops for Pool {
+        type Connection<'p> = Object;
+
+        async fn checkout(&self) -> Result<Object, Error> {
+            self.get()
+                .await
+                .map_err(|error| super::super::pool_error(error, &self.manager().diagnostics()))
+        }
+
+        fn interact<R, F>(
+            connection: &Self::Connection<'_>,
+            call: F,
+        ) -> impl Future<Output = Result<R, InteractError>> + Send
+        where
+            F: FnOnce(&mut Connection) -> R + Send + 'static,
+            R: Send + 'static,
+        {
+            let called = connection.interact(call);
+            async move {
+                called.await.map_err(|error| match error {
+                    deadpool_sync::InteractError::Panic(_) => InteractError::Panic,
+                    deadpool_sync::InteractError::Cancelled => InteractError::Cancelled,
+                })
+            }
+        }
+
+        fn evict(connection: Object) {
+            drop(Object::take(connection));
+        }
+    }
+}
+
+#[cfg(feature = "bb8")]
+mod on_bb8 {
+    use super::private::Ops;
+    use super::*;
+    use crate::bb8::{Pool, PooledConnection};
+    use crate::bb8_sqlite::SqliteConnectionManager;
+
+    impl sealed::Sealed for Pool<SqliteConnectionManager> {}
+    impl SqlitePool for Pool<SqliteConnectionManager> {}
+
+    impl TransactionPool for Pool<SqliteConnectionManager> {
+        type Transaction<'a> = SqliteTransaction<'a, Self>;
+        sqlite_transactions!();
+    }
+
+    impl Ops for Pool<SqliteConnectionManager> {
+        type Connection<'p> = PooledConnection<'p, SqliteConnectionManager>;
+
+        async fn checkout(&self) -> Result<Self::Connection<'_>, Error> {
+            self.get().await
+        }
+
+        fn interact<R, F>(
+            connection: &Self::Connection<'_>,
+            call: F,
+        ) -> impl Future<Output = Result<R, InteractError>> + Send
+        where
+            F: FnOnce(&mut Connection) -> R + Send + 'static,
+            R: Send + 'static,
+        {
+            connection.interact(call)
+        }
+
+        /// bb8 drops the connections its `has_broken` reports (poisoned by a panic); an
+        /// SQLite connection is otherwise fine to reuse after a rolled-back try.
+        fn evict(connection: Self::Connection<'_>) {
+            drop(connection);
+        }
+    }
+}
