@@ -1,14 +1,31 @@
 //! The loop every retried operation runs: one try at a time, each bounded, the policy and the
 //! budget deciding after each failure. [`Retrier::run`](super::Retrier::run) and the
-//! transaction helpers differ only in what one try does.
+//! transaction helpers differ only in what one try does; each writes the loop as
+//!
+//! ```ignore
+//! let mut driver = Driver::start(retrier);
+//! loop {
+//!     let bound = driver.begin();
+//!     let tried = one_try(bound).await;
+//!     if let Some(result) = driver.settle(tried).await {
+//!         return result;
+//!     }
+//! }
+//! ```
+//!
+//! (a loop in the caller rather than a closure given to a function, so that the caller's
+//! future stays `Send` whatever it borrows).
 
 use std::error::Error as StdError;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{Retrier, RetryError, Run};
 use crate::classify::Classify;
 use crate::error::{Error, ErrorKind};
 use crate::failure::Failure;
+use crate::policy::Schedule;
 
 /// What one try came to.
 pub(crate) enum Tried<T, E> {
@@ -26,55 +43,82 @@ pub(crate) enum Tried<T, E> {
     GiveUp(Error),
 }
 
-/// Runs tries made by `attempt` (given the bound of each) under `retrier` until one succeeds
-/// or the retrier gives up.
-pub(crate) async fn drive<T, E, A>(retrier: &Retrier, mut attempt: A) -> Result<T, RetryError<E>>
-where
-    A: AsyncFnMut(Option<Duration>) -> Tried<T, E>,
-    E: Classify + StdError + Send + Sync + 'static,
-{
-    let mut run = Run::start(retrier);
-    let mut schedule = retrier.policy.schedule();
-    if let Some(budget) = &retrier.budget {
-        budget.deposit();
+/// One retried operation's run: tries counted, the schedule, the budget.
+pub(crate) struct Driver<'r> {
+    run: Run<'r>,
+    schedule: Schedule<rand::rngs::SmallRng>,
+    began: Instant,
+}
+
+impl<'r> Driver<'r> {
+    /// Starts a run under `retrier`; the first try counts towards its budget.
+    pub(crate) fn start(retrier: &'r Retrier) -> Self {
+        if let Some(budget) = &retrier.budget {
+            budget.deposit();
+        }
+        Self {
+            run: Run::start(retrier),
+            schedule: retrier.policy.schedule(),
+            began: Instant::now(),
+        }
     }
-    loop {
-        let bound = run.bound();
-        let began = run.begin_attempt();
-        let failure = match attempt(bound).await {
+
+    /// Counts the next try; returns its bound (`attempt_timeout`, or less near the deadline).
+    pub(crate) fn begin(&mut self) -> Option<Duration> {
+        let bound = self.run.bound();
+        self.began = self.run.begin_attempt();
+        bound
+    }
+
+    /// Records the try's outcome; after a failure, sleeps before the next try (`None`) or
+    /// gives up (`Some(Err)`); after a success, `Some(Ok)`.
+    pub(crate) async fn settle<T, E>(&mut self, tried: Tried<T, E>) -> Option<Result<T, RetryError<E>>>
+    where
+        E: Classify + StdError + Send + Sync + 'static,
+    {
+        let phase = self.run.phase_kind();
+        let failure = match tried {
             Tried::Succeeded(value) => {
-                run.record_attempt(began, "success");
-                run.succeeded();
-                return Ok(value);
+                self.run.record_attempt(self.began, "success");
+                self.run.succeeded();
+                return Some(Ok(value));
             }
             Tried::Failed(error) => {
-                let class = error.classify(retrier.phase);
-                run.record_attempt(began, class.as_str());
-                match run.next_try(class, &error, schedule.next_delay()) {
+                let class = error.classify(phase);
+                self.run.record_attempt(self.began, class.as_str());
+                let delay = self.schedule.next_delay();
+                return match self.run.next_try(class, &error, delay) {
                     Ok(delay) => {
-                        run.retry_after(Failure::new(error, retrier.phase), delay)
-                            .await;
-                        continue;
+                        self.run.retry_after(Failure::new(error, phase), delay).await;
+                        None
                     }
-                    Err(kind) => return Err(run.give_up_with(kind, error)),
-                }
+                    Err(kind) => Some(Err(self.run.give_up_with(kind, error))),
+                };
             }
             Tried::Stop(kind, failure) => {
-                run.record_attempt(began, failure.class().as_str());
-                return Err(RetryError::new(run.give_up(kind, Some(&failure)), None));
+                self.run.record_attempt(self.began, failure.class().as_str());
+                let error = self.run.give_up(kind, Some(&failure));
+                return Some(Err(RetryError::new(error, None)));
             }
             Tried::GiveUp(error) => {
                 let outcome = error.class().map_or("permanent", |class| class.as_str());
-                run.record_attempt(began, outcome);
-                return Err(RetryError::new(run.announce_give_up(error), None));
+                self.run.record_attempt(self.began, outcome);
+                return Some(Err(RetryError::new(self.run.announce_give_up(error), None)));
             }
             Tried::Broke(failure) => failure,
-            Tried::TimedOut(bound) => run.timed_out(bound),
+            Tried::TimedOut(bound) => self.run.timed_out(bound),
         };
-        run.record_attempt(began, failure.class().as_str());
-        match run.next_try(failure.class(), failure.cause(), schedule.next_delay()) {
-            Ok(delay) => run.retry_after(failure, delay).await,
-            Err(kind) => return Err(RetryError::new(run.give_up(kind, Some(&failure)), None)),
+        self.run.record_attempt(self.began, failure.class().as_str());
+        let delay = self.schedule.next_delay();
+        match self.run.next_try(failure.class(), failure.cause(), delay) {
+            Ok(delay) => {
+                self.run.retry_after(failure, delay).await;
+                None
+            }
+            Err(kind) => Some(Err(RetryError::new(
+                self.run.give_up(kind, Some(&failure)),
+                None,
+            ))),
         }
     }
 }

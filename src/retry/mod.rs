@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use self::budget::RetryBudget;
-pub(crate) use self::drive::{Tried, drive};
+pub(crate) use self::drive::{Driver, Tried};
 pub use self::hooks::{RetryEvent, SuccessEvent};
 pub use self::retry_error::RetryError;
 pub(crate) use self::run::{Attempt, Run};
@@ -169,12 +169,18 @@ impl Retrier {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + StdError + Send + Sync + 'static,
     {
-        drive(self, async |bound| match bounded(bound, op()).await {
-            Ok(Ok(value)) => Tried::Succeeded(value),
-            Ok(Err(error)) => Tried::Failed(error),
-            Err(bound) => Tried::TimedOut(bound),
-        })
-        .await
+        let mut driver = Driver::start(self);
+        loop {
+            let bound = driver.begin();
+            let tried = match bounded(bound, op()).await {
+                Ok(Ok(value)) => Tried::Succeeded(value),
+                Ok(Err(error)) => Tried::Failed(error),
+                Err(bound) => Tried::TimedOut(bound),
+            };
+            if let Some(result) = driver.settle(tried).await {
+                return result;
+            }
+        }
     }
 
     /// Like [`Retrier::run`] for an operation whose error has no type of its own to give back
@@ -189,14 +195,18 @@ impl Retrier {
         Fut: Future<Output = Result<T, E>>,
         E: OperationError,
     {
-        let phase = self.phase;
-        drive::<T, Never, _>(self, async |bound| match bounded(bound, op()).await {
-            Ok(Ok(value)) => Tried::Succeeded(value),
-            Ok(Err(error)) => Tried::Broke(crate::Failure::new(error, phase)),
-            Err(bound) => Tried::TimedOut(bound),
-        })
-        .await
-        .map_err(Error::from)
+        let mut driver = Driver::start(self);
+        loop {
+            let bound = driver.begin();
+            let tried = match bounded(bound, op()).await {
+                Ok(Ok(value)) => Tried::<T, Never>::Succeeded(value),
+                Ok(Err(error)) => Tried::Broke(crate::Failure::new(error, self.phase)),
+                Err(bound) => Tried::TimedOut(bound),
+            };
+            if let Some(result) = driver.settle(tried).await {
+                return result.map_err(Error::from);
+            }
+        }
     }
 }
 

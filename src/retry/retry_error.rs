@@ -123,6 +123,15 @@ impl<E> RetryError<E> {
     }
 }
 
+impl<E> std::ops::Deref for RetryError<E> {
+    type Target = Error;
+
+    /// The retrier's account: `error.sqlstate()`, `error.find_cause::<T>()`, … read it.
+    fn deref(&self) -> &Error {
+        &self.error
+    }
+}
+
 impl<E> From<RetryError<E>> for Error {
     /// The retrier's account, your error inside it as the cause.
     fn from(error: RetryError<E>) -> Self {

@@ -55,6 +55,11 @@ impl<'r> Run<'r> {
         self.retrier.phase.as_str()
     }
 
+    /// The phase errors are classified in.
+    pub(crate) fn phase_kind(&self) -> Phase {
+        self.retrier.phase
+    }
+
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

@@ -69,6 +69,11 @@ impl Retrier {
     }
 }
 
+/// A boxed future: the pools' trait methods return these because an `impl Future` that
+/// borrows would make the helper's future lose `Send` in spawned tasks
+/// (rust-lang/rust#100013). One allocation per step, beside a round trip to the database.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// `deadline` reached (`None`) or `future`'s output.
 async fn within<F: Future>(deadline: Option<tokio::time::Instant>, future: F) -> Option<F::Output> {
     match deadline {

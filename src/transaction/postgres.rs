@@ -1,18 +1,17 @@
 //! The transaction helper on PostgreSQL pools: deadpool's and bb8's.
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_postgres::error::Severity;
 use tokio_postgres::{Client, IsolationLevel};
 
-use super::{TransactionPool, sealed, within};
+use super::{Boxed, TransactionPool, sealed, within};
 use crate::classify::{AttemptTimedOut, Classify, Phase};
 use crate::error::{Error, ErrorKind};
 use crate::failure::Failure;
-use crate::retry::{Retrier, RetryError, Tried, drive};
+use crate::retry::{Driver, Retrier, RetryError, Tried};
 
 /// A PostgreSQL pool the transaction helper runs on: `dbretry::deadpool_postgres::Pool` (the
 /// closure gets a `deadpool_postgres::Transaction`, with `prepare_cached`) or a
@@ -95,7 +94,14 @@ impl<P: PostgresPool> PostgresTransaction<'_, P> {
             pool,
             begin,
         } = self;
-        drive(retrier, async |bound| try_once(pool, &begin, &mut body, bound).await).await
+        let mut driver = Driver::start(retrier);
+        loop {
+            let bound = driver.begin();
+            let tried = try_once(pool, &begin, &mut body, bound).await;
+            if let Some(result) = driver.settle(tried).await {
+                return result;
+            }
+        }
     }
 }
 
@@ -215,22 +221,18 @@ mod private {
         /// The transaction the closure is given.
         type Transaction<'c>: Send + Sync;
         /// A checked-out connection.
-        type Connection<'p>: Send
-        where
-            Self: 'p;
+        type Connection<'p>: Send;
 
-        fn checkout(&self) -> impl Future<Output = Result<Self::Connection<'_>, Error>> + Send;
+        fn checkout(&self) -> Boxed<'_, Result<Self::Connection<'_>, Error>>;
 
         fn begin<'c>(
             connection: &'c mut Self::Connection<'_>,
             begin: &Begin,
-        ) -> impl Future<Output = Result<Self::Transaction<'c>, tokio_postgres::Error>> + Send;
+        ) -> Boxed<'c, Result<Self::Transaction<'c>, tokio_postgres::Error>>;
 
         fn client<'t>(transaction: &'t Self::Transaction<'_>) -> &'t Client;
 
-        fn commit(
-            transaction: Self::Transaction<'_>,
-        ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send;
+        fn commit(transaction: Self::Transaction<'_>) -> Boxed<'_, Result<(), tokio_postgres::Error>>;
 
         fn is_closed(connection: &Self::Connection<'_>) -> bool;
 
@@ -258,17 +260,18 @@ mod on_deadpool {
         type Transaction<'c> = deadpool_postgres::Transaction<'c>;
         type Connection<'p> = Object;
 
-        async fn checkout(&self) -> Result<Object, Error> {
-            self.get()
-                .await
-                .map_err(|error| super::super::pool_error(error, &self.manager().diagnostics()))
+        fn checkout(&self) -> Boxed<'_, Result<Object, Error>> {
+            Box::pin(async move {
+                self.get()
+                    .await
+                    .map_err(|error| super::super::pool_error(error, &self.manager().diagnostics()))
+            })
         }
 
         fn begin<'c>(
             connection: &'c mut Self::Connection<'_>,
             begin: &Begin,
-        ) -> impl Future<Output = Result<deadpool_postgres::Transaction<'c>, tokio_postgres::Error>>
-        + Send {
+        ) -> Boxed<'c, Result<deadpool_postgres::Transaction<'c>, tokio_postgres::Error>> {
             let mut builder = connection.build_transaction();
             if let Some(level) = begin.isolation_level {
                 builder = builder.isolation_level(level);
@@ -279,17 +282,15 @@ mod on_deadpool {
             if let Some(deferrable) = begin.deferrable {
                 builder = builder.deferrable(deferrable);
             }
-            builder.start()
+            Box::pin(builder.start())
         }
 
         fn client<'t>(transaction: &'t deadpool_postgres::Transaction<'_>) -> &'t Client {
             transaction.client()
         }
 
-        fn commit(
-            transaction: Self::Transaction<'_>,
-        ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send {
-            transaction.commit()
+        fn commit(transaction: Self::Transaction<'_>) -> Boxed<'_, Result<(), tokio_postgres::Error>> {
+            Box::pin(transaction.commit())
         }
 
         fn is_closed(connection: &Object) -> bool {
@@ -322,15 +323,14 @@ mod on_bb8 {
         type Transaction<'c> = tokio_postgres::Transaction<'c>;
         type Connection<'p> = PooledConnection<'p, PostgresConnectionManager<Tls>>;
 
-        async fn checkout(&self) -> Result<Self::Connection<'_>, Error> {
-            self.get().await
+        fn checkout(&self) -> Boxed<'_, Result<Self::Connection<'_>, Error>> {
+            Box::pin(self.get())
         }
 
         fn begin<'c>(
             connection: &'c mut Self::Connection<'_>,
             begin: &Begin,
-        ) -> impl Future<Output = Result<tokio_postgres::Transaction<'c>, tokio_postgres::Error>>
-        + Send {
+        ) -> Boxed<'c, Result<tokio_postgres::Transaction<'c>, tokio_postgres::Error>> {
             let mut builder = connection.build_transaction();
             if let Some(level) = begin.isolation_level {
                 builder = builder.isolation_level(level);
@@ -341,17 +341,15 @@ mod on_bb8 {
             if let Some(deferrable) = begin.deferrable {
                 builder = builder.deferrable(deferrable);
             }
-            builder.start()
+            Box::pin(builder.start())
         }
 
         fn client<'t>(transaction: &'t tokio_postgres::Transaction<'_>) -> &'t Client {
             transaction.client()
         }
 
-        fn commit(
-            transaction: Self::Transaction<'_>,
-        ) -> impl Future<Output = Result<(), tokio_postgres::Error>> + Send {
-            transaction.commit()
+        fn commit(transaction: Self::Transaction<'_>) -> Boxed<'_, Result<(), tokio_postgres::Error>> {
+            Box::pin(transaction.commit())
         }
 
         fn is_closed(connection: &Self::Connection<'_>) -> bool {

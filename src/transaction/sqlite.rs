@@ -7,7 +7,6 @@
 //! is the run's success. So a try never commits beside its retry.
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,11 +15,11 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, InterruptHandle, TransactionBehavior};
 use tokio::time::Instant;
 
-use super::{TransactionPool, sealed, within};
+use super::{Boxed, TransactionPool, sealed, within};
 use crate::classify::{Classify, ErrorClass, Phase};
 use crate::error::{Error, ErrorKind};
 use crate::failure::Failure;
-use crate::retry::{Retrier, RetryError, Tried, drive};
+use crate::retry::{Driver, Retrier, RetryError, Tried};
 use crate::sqlite::InteractError;
 
 /// An SQLite pool the transaction helper runs on: `dbretry::deadpool_sqlite::Pool` or a
@@ -116,10 +115,14 @@ impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
             behavior,
         } = self;
         let body = Arc::new(Mutex::new(body));
-        drive(retrier, async |bound| {
-            try_once(pool, behavior, body.clone(), bound).await
-        })
-        .await
+        let mut driver = Driver::start(retrier);
+        loop {
+            let bound = driver.begin();
+            let tried = try_once(pool, behavior, body.clone(), bound).await;
+            if let Some(result) = driver.settle(tried).await {
+                return result;
+            }
+        }
     }
 }
 
@@ -351,16 +354,14 @@ mod private {
     /// What the helper does with a pool: checkout, run a blocking call, evict.
     pub trait Ops: sealed::Sealed {
         /// A checked-out connection.
-        type Connection<'p>: Send + Sync
-        where
-            Self: 'p;
+        type Connection<'p>: Send + Sync;
 
-        fn checkout(&self) -> impl Future<Output = Result<Self::Connection<'_>, Error>> + Send;
+        fn checkout(&self) -> Boxed<'_, Result<Self::Connection<'_>, Error>>;
 
-        fn interact<R, F>(
-            connection: &Self::Connection<'_>,
+        fn interact<'c, R, F>(
+            connection: &'c Self::Connection<'_>,
             call: F,
-        ) -> impl Future<Output = Result<R, InteractError>> + Send
+        ) -> Boxed<'c, Result<R, InteractError>>
         where
             F: FnOnce(&mut Connection) -> R + Send + 'static,
             R: Send + 'static;
@@ -387,27 +388,28 @@ mod on_deadpool {
     impl Ops for Pool {
         type Connection<'p> = Object;
 
-        async fn checkout(&self) -> Result<Object, Error> {
-            self.get()
-                .await
-                .map_err(|error| super::super::pool_error(error, &self.manager().diagnostics()))
+        fn checkout(&self) -> Boxed<'_, Result<Object, Error>> {
+            Box::pin(async move {
+                self.get()
+                    .await
+                    .map_err(|error| super::super::pool_error(error, &self.manager().diagnostics()))
+            })
         }
 
-        fn interact<R, F>(
-            connection: &Self::Connection<'_>,
+        fn interact<'c, R, F>(
+            connection: &'c Self::Connection<'_>,
             call: F,
-        ) -> impl Future<Output = Result<R, InteractError>> + Send
+        ) -> Boxed<'c, Result<R, InteractError>>
         where
             F: FnOnce(&mut Connection) -> R + Send + 'static,
             R: Send + 'static,
         {
-            let called = connection.interact(call);
-            async move {
-                called.await.map_err(|error| match error {
+            Box::pin(async move {
+                connection.interact(call).await.map_err(|error| match error {
                     deadpool_sync::InteractError::Panic(_) => InteractError::Panic,
                     deadpool_sync::InteractError::Cancelled => InteractError::Cancelled,
                 })
-            }
+            })
         }
 
         fn evict(connection: Object) {
@@ -434,19 +436,19 @@ mod on_bb8 {
     impl Ops for Pool<SqliteConnectionManager> {
         type Connection<'p> = PooledConnection<'p, SqliteConnectionManager>;
 
-        async fn checkout(&self) -> Result<Self::Connection<'_>, Error> {
-            self.get().await
+        fn checkout(&self) -> Boxed<'_, Result<Self::Connection<'_>, Error>> {
+            Box::pin(self.get())
         }
 
-        fn interact<R, F>(
-            connection: &Self::Connection<'_>,
+        fn interact<'c, R, F>(
+            connection: &'c Self::Connection<'_>,
             call: F,
-        ) -> impl Future<Output = Result<R, InteractError>> + Send
+        ) -> Boxed<'c, Result<R, InteractError>>
         where
             F: FnOnce(&mut Connection) -> R + Send + 'static,
             R: Send + 'static,
         {
-            connection.interact(call)
+            Box::pin(connection.interact(call))
         }
 
         /// bb8 drops the connections its `has_broken` reports (poisoned by a panic); an

@@ -15,3 +15,4 @@ mod sqlite_pools;
 mod support;
 #[cfg(feature = "tls-rustls")]
 mod tls;
+mod transactions_postgres;
