@@ -44,9 +44,7 @@ impl Code<'_> {
                 "transaction",
                 "conflicting with concurrent transactions (serialization failure)",
             )),
-            Self::Sqlstate("40P01") => {
-                Some(("transaction", "deadlocked with another transaction"))
-            }
+            Self::Sqlstate("40P01") => Some(("transaction", "deadlocked with another transaction")),
             _ => None,
         }
     }
@@ -171,7 +169,9 @@ fn sqlite_hint(code: i32) -> Option<&'static str> {
             6 => {
                 "a conflict within this connection (another statement still reading the table, or a shared cache): finish or reset that statement; retrying does not help"
             }
-            9 => "the statement was interrupted: its caller stopped waiting (a timeout or a cancelled request)",
+            9 => {
+                "the statement was interrupted: its caller stopped waiting (a timeout or a cancelled request)"
+            }
             14 => "check that the directory exists and the process may read and write it",
             26 => "the file is not an SQLite database",
             8 => "the database or its directory is read-only",
@@ -201,7 +201,10 @@ mod tests {
             );
         }
         assert_eq!(Code::Sqlite(6).condition(), None);
-        assert_eq!(Code::Sqlstate("40001").condition().unwrap().0, "transaction");
+        assert_eq!(
+            Code::Sqlstate("40001").condition().unwrap().0,
+            "transaction"
+        );
         assert_eq!(Code::Sqlstate("57P03").condition(), None);
     }
 }

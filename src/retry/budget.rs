@@ -71,7 +71,10 @@ impl RetryBudget {
             ratio,
             min_per_second,
             window,
-            ledger: Arc::new(Mutex::new(Ledger::new(window / SLOTS as u32, Instant::now()))),
+            ledger: Arc::new(Mutex::new(Ledger::new(
+                window / SLOTS as u32,
+                Instant::now(),
+            ))),
         })
     }
 
@@ -98,8 +101,9 @@ impl RetryBudget {
     /// Takes one retry from the budget; false (and nothing taken) when it is spent.
     pub(crate) fn withdraw(&self) -> bool {
         let floor = f64::from(self.min_per_second) * self.window.as_secs_f64();
-        self.lock()
-            .withdraw(Instant::now(), |deposits| self.ratio * deposits as f64 + floor)
+        self.lock().withdraw(Instant::now(), |deposits| {
+            self.ratio * deposits as f64 + floor
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Ledger> {
@@ -152,10 +156,9 @@ impl Ledger {
     /// Takes a retry if the retries in the window stay within `allowed(first attempts)`.
     fn withdraw(&mut self, now: Instant, allowed: impl Fn(u64) -> f64) -> bool {
         self.advance(now);
-        let (deposits, withdrawals) = self
-            .slots
-            .iter()
-            .fold((0, 0), |(d, w), slot| (d + slot.deposits, w + slot.withdrawals));
+        let (deposits, withdrawals) = self.slots.iter().fold((0, 0), |(d, w), slot| {
+            (d + slot.deposits, w + slot.withdrawals)
+        });
         if (withdrawals + 1) as f64 > allowed(deposits) {
             return false;
         }
@@ -176,7 +179,8 @@ impl Ledger {
         }
         self.current_began = crate::time::later(
             self.current_began,
-            self.slot_length.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX)),
+            self.slot_length
+                .saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX)),
         );
     }
 }

@@ -37,6 +37,9 @@ pub(crate) enum Tried<T, E> {
     Broke(Failure),
     /// The try was cut at this bound (attempt timeout or deadline), with no outcome.
     TimedOut(Duration),
+    /// The try was cut at this bound and stopped, as `failure` says; when the deadline cut
+    /// it, an earlier try's real error says more.
+    Cut(Duration, Failure),
     /// Stop now, whatever the policy says: retrying could apply the operation twice.
     Stop(ErrorKind, Failure),
     /// Stop with this error, made by someone who retried already (a pool's checkout).
@@ -70,9 +73,17 @@ impl<'r> Driver<'r> {
         bound
     }
 
+    /// The run's deadline (`max_elapsed` from its start), if any.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.run.deadline()
+    }
+
     /// Records the try's outcome; after a failure, sleeps before the next try (`None`) or
     /// gives up (`Some(Err)`); after a success, `Some(Ok)`.
-    pub(crate) async fn settle<T, E>(&mut self, tried: Tried<T, E>) -> Option<Result<T, RetryError<E>>>
+    pub(crate) async fn settle<T, E>(
+        &mut self,
+        tried: Tried<T, E>,
+    ) -> Option<Result<T, RetryError<E>>>
     where
         E: Classify + StdError + Send + Sync + 'static,
     {
@@ -89,14 +100,17 @@ impl<'r> Driver<'r> {
                 let delay = self.schedule.next_delay();
                 return match self.run.next_try(class, &error, delay) {
                     Ok(delay) => {
-                        self.run.retry_after(Failure::new(error, phase), delay).await;
+                        self.run
+                            .retry_after(Failure::new(error, phase), delay)
+                            .await;
                         None
                     }
                     Err(kind) => Some(Err(self.run.give_up_with(kind, error))),
                 };
             }
             Tried::Stop(kind, failure) => {
-                self.run.record_attempt(self.began, failure.class().as_str());
+                self.run
+                    .record_attempt(self.began, failure.class().as_str());
                 let error = self.run.give_up(kind, Some(&failure));
                 return Some(Err(RetryError::new(error, None)));
             }
@@ -107,8 +121,10 @@ impl<'r> Driver<'r> {
             }
             Tried::Broke(failure) => failure,
             Tried::TimedOut(bound) => self.run.timed_out(bound),
+            Tried::Cut(bound, failure) => self.run.cut(bound, failure),
         };
-        self.run.record_attempt(self.began, failure.class().as_str());
+        self.run
+            .record_attempt(self.began, failure.class().as_str());
         let delay = self.schedule.next_delay();
         match self.run.next_try(failure.class(), failure.cause(), delay) {
             Ok(delay) => {

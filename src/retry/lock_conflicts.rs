@@ -44,6 +44,9 @@ mod tests {
         let delays: Vec<Duration> = RetryPolicy::LOCK_CONFLICTS.schedule().take(20).collect();
         assert!(delays[0] <= Duration::from_millis(2));
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(100)));
-        assert_eq!(RetryPolicy::LOCK_CONFLICTS.max_elapsed(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            RetryPolicy::LOCK_CONFLICTS.max_elapsed(),
+            Some(Duration::from_secs(10))
+        );
     }
 }

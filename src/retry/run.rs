@@ -110,6 +110,14 @@ impl<'r> Run<'r> {
     /// the deadline did, the previous try's real error if there was one, since that says more
     /// about why the database is unavailable than "ran out of time".
     pub(crate) fn timed_out(&self, bound: Duration) -> Failure {
+        self.cut(
+            bound,
+            Failure::new(AttemptTimedOut { timeout: bound }, self.retrier.phase),
+        )
+    }
+
+    /// Like [`Run::timed_out`], with `failure` saying how the try was cut.
+    pub(crate) fn cut(&self, bound: Duration, failure: Failure) -> Failure {
         let cut_by_deadline = self
             .retrier
             .policy
@@ -117,7 +125,7 @@ impl<'r> Run<'r> {
             .is_none_or(|timeout| bound < timeout);
         match &self.last_failure {
             Some(previous) if cut_by_deadline => previous.clone(),
-            _ => Failure::new(AttemptTimedOut { timeout: bound }, self.retrier.phase),
+            _ => failure,
         }
     }
 
@@ -168,9 +176,9 @@ impl<'r> Run<'r> {
     ) -> Result<Duration, ErrorKind> {
         let delay = match self.stop_kind(class, cause, delay) {
             None => delay,
-            Some(ErrorKind::Timeout) => self
-                .last_try_before_deadline()
-                .ok_or(ErrorKind::Timeout)?,
+            Some(ErrorKind::Timeout) => {
+                self.last_try_before_deadline().ok_or(ErrorKind::Timeout)?
+            }
             Some(kind) => return Err(kind),
         };
         if let Some(budget) = &self.retrier.budget
@@ -321,8 +329,12 @@ impl<'r> Run<'r> {
 const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
 
 /// An error and its sources.
-fn chain<'e>(error: &'e (dyn StdError + 'static)) -> impl Iterator<Item = &'e (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |e: &&'e (dyn StdError + 'static)| (*e).source())
+pub(crate) fn chain<'e>(
+    error: &'e (dyn StdError + 'static),
+) -> impl Iterator<Item = &'e (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |e: &&'e (dyn StdError + 'static)| {
+        (*e).source()
+    })
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -165,8 +165,14 @@ async fn attempt_timeout_bounds_a_hung_try_and_counts_as_transient() {
     assert_eq!(error.attempts(), 3);
     // 3 tries of 2 s plus sleeps of 0.1 and 0.2 s.
     assert_eq!(start.elapsed(), Duration::from_millis(6300));
-    assert!(error.operation_error().is_none(), "a cut try has no error of its own");
-    let cause = error.error().find_cause::<crate::AttemptTimedOut>().unwrap();
+    assert!(
+        error.operation_error().is_none(),
+        "a cut try has no error of its own"
+    );
+    let cause = error
+        .error()
+        .find_cause::<crate::AttemptTimedOut>()
+        .unwrap();
     assert_eq!(cause.timeout, Duration::from_secs(2));
 }
 
@@ -249,11 +255,16 @@ async fn the_operations_own_error_comes_back_by_value_and_converts_with_question
         }
     }
     async fn caller(retrier: &Retrier) -> Result<(), AppError> {
-        retrier.run(|| async { Err(AppError::NoSuchAccount) }).await?;
+        retrier
+            .run(|| async { Err(AppError::NoSuchAccount) })
+            .await?;
         Ok(())
     }
     let retrier = Retrier::new(RetryPolicy::default());
-    assert!(matches!(caller(&retrier).await, Err(AppError::NoSuchAccount)));
+    assert!(matches!(
+        caller(&retrier).await,
+        Err(AppError::NoSuchAccount)
+    ));
 
     // Into this crate's error, the operation's error as the cause; and out of a hook's view.
     async fn erased(retrier: &Retrier) -> Result<(), Error> {

@@ -136,7 +136,9 @@ impl SqliteOptions {
             return Ok(());
         }
         conn.busy_timeout(Duration::ZERO)?;
-        let switched = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0));
+        let switched = conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        });
         match switched {
             Ok(mode) if !mode.eq_ignore_ascii_case("wal") => {
                 tracing::warn!(target: "dbretry", journal_mode = %mode, "SQLite database cannot use WAL");

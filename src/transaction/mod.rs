@@ -21,6 +21,8 @@ mod postgres;
 
 #[cfg(all(feature = "sqlite", any(feature = "deadpool", feature = "bb8")))]
 mod sqlite;
+#[cfg(all(feature = "sqlite", any(feature = "deadpool", feature = "bb8")))]
+mod write_queue;
 
 #[cfg(all(feature = "postgres", any(feature = "deadpool", feature = "bb8")))]
 pub use self::postgres::{PostgresPool, PostgresTransaction};

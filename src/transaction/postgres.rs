@@ -232,7 +232,9 @@ mod private {
 
         fn client<'t>(transaction: &'t Self::Transaction<'_>) -> &'t Client;
 
-        fn commit(transaction: Self::Transaction<'_>) -> Boxed<'_, Result<(), tokio_postgres::Error>>;
+        fn commit(
+            transaction: Self::Transaction<'_>,
+        ) -> Boxed<'_, Result<(), tokio_postgres::Error>>;
 
         fn is_closed(connection: &Self::Connection<'_>) -> bool;
 
@@ -289,7 +291,9 @@ mod on_deadpool {
             transaction.client()
         }
 
-        fn commit(transaction: Self::Transaction<'_>) -> Boxed<'_, Result<(), tokio_postgres::Error>> {
+        fn commit(
+            transaction: Self::Transaction<'_>,
+        ) -> Boxed<'_, Result<(), tokio_postgres::Error>> {
             Box::pin(transaction.commit())
         }
 
@@ -348,7 +352,9 @@ mod on_bb8 {
             transaction.client()
         }
 
-        fn commit(transaction: Self::Transaction<'_>) -> Boxed<'_, Result<(), tokio_postgres::Error>> {
+        fn commit(
+            transaction: Self::Transaction<'_>,
+        ) -> Boxed<'_, Result<(), tokio_postgres::Error>> {
             Box::pin(transaction.commit())
         }
 

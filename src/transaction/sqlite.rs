@@ -15,9 +15,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, InterruptHandle, TransactionBehavior};
 use tokio::time::Instant;
 
-use super::{Boxed, TransactionPool, sealed, within};
+use super::{Boxed, TransactionPool, sealed, within, write_queue};
 use crate::classify::{Classify, ErrorClass, Phase};
 use crate::error::{Error, ErrorKind};
+use crate::events::Diagnostics;
 use crate::failure::Failure;
 use crate::retry::{Driver, Retrier, RetryError, Tried};
 use crate::sqlite::InteractError;
@@ -41,11 +42,12 @@ pub struct SqliteTransaction<'a, P> {
     behavior: TransactionBehavior,
 }
 
-/// A try cut by its bound (the policy's `attempt_timeout`, or the deadline): its SQLite call
-/// was interrupted and awaited, and it did not commit. Transient.
+/// A try cut by its bound (the policy's `attempt_timeout`, or the deadline): it waited for its
+/// turn to write, or its SQLite call was interrupted and awaited, and it did not commit.
+/// Transient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the transaction did not finish within {bound:?}: it was interrupted and rolled back before the next try (another connection or transaction may hold the lock)"
+    "the transaction did not finish within {bound:?} and was rolled back before the next try (another connection or transaction may hold the lock)"
 )]
 pub struct AttemptInterrupted {
     /// The try's bound.
@@ -115,10 +117,35 @@ impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
             behavior,
         } = self;
         let body = Arc::new(Mutex::new(body));
+        let mut behavior = behavior;
+        let mut turns = None;
         let mut driver = Driver::start(retrier);
         loop {
+            if turns.is_none() {
+                turns = turns_of(pool, driver.deadline()).await;
+            }
             let bound = driver.begin();
-            let tried = try_once(pool, behavior, body.clone(), bound).await;
+            let limits = Limits {
+                bound,
+                run_deadline: driver.deadline(),
+                attempt_timeout: retrier.policy().attempt_timeout(),
+            };
+            let mut wrote = false;
+            let tried = try_once(
+                pool,
+                behavior,
+                turns.as_ref(),
+                body.clone(),
+                limits,
+                &mut wrote,
+            )
+            .await;
+            // A deferred transaction that failed to turn into a write transaction (its
+            // snapshot went stale, or another writer held the lock) is re-run as a writer:
+            // `BEGIN IMMEDIATE`, taking a turn to write, so that it cannot starve.
+            if wrote {
+                behavior = TransactionBehavior::Immediate;
+            }
             if let Some(result) = driver.settle(tried).await {
                 return result;
             }
@@ -126,33 +153,114 @@ impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
     }
 }
 
-/// One try: checkout, then `BEGIN`, `body` and `COMMIT` in one blocking call, within `bound`.
+/// The turns on `pool`'s database file; the first time, asks a connection which file that
+/// is and whether it is in WAL mode (without waiting for a lock). `None` if no connection could be had by `deadline` (the
+/// try then meets the same failure, and the next try asks again).
+async fn turns_of<P: SqlitePool>(
+    pool: &P,
+    deadline: Option<Instant>,
+) -> Option<write_queue::Turns> {
+    let diagnostics = pool.diagnostics();
+    if let Some(turns) = write_queue::known(&diagnostics) {
+        return Some(turns);
+    }
+    let connection = within(deadline, pool.checkout()).await?.ok()?;
+    let asked = P::interact(&connection, |conn| {
+        let file = conn
+            .path()
+            .filter(|path| !path.is_empty())
+            .map(str::to_owned);
+        (file, journal_mode_is_wal(conn))
+    });
+    let (file, wal) = within(deadline, asked).await?.ok()?;
+    Some(write_queue::learn(&diagnostics, file, wal))
+}
+
+/// Whether the database is in WAL mode; `None` when that cannot be read without waiting (the
+/// file is locked by another connection).
+fn journal_mode_is_wal(conn: &Connection) -> Option<bool> {
+    let configured = busy_timeout(conn)?;
+    conn.busy_timeout(Duration::ZERO).ok()?;
+    let mode = conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0));
+    let _ = conn.busy_timeout(configured);
+    mode.ok().map(|mode| mode.eq_ignore_ascii_case("wal"))
+}
+
+/// How long a try may take.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// The try's bound as the retrier counts it.
+    bound: Option<Duration>,
+    run_deadline: Option<Instant>,
+    attempt_timeout: Option<Duration>,
+}
+
+impl Limits {
+    /// The bound of a try starting now: `attempt_timeout`, or less near the deadline.
+    fn from_now(&self) -> Option<Duration> {
+        let left = self
+            .run_deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match (self.attempt_timeout, left) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// One try: a turn on the file, checkout, then `BEGIN`, `body` and `COMMIT` in one blocking
+/// call. The wait for the turn is bounded by the run's deadline only (`attempt_timeout`
+/// bounds the work, and a transaction that left the queue at each timeout would never reach
+/// its head); the rest by the try's bound from then on. Sets `wrote` when the try failed on
+/// its way from reading to writing.
 async fn try_once<P, T, E, F>(
     pool: &P,
     behavior: TransactionBehavior,
+    turns: Option<&write_queue::Turns>,
     body: Arc<Mutex<F>>,
-    bound: Option<Duration>,
+    limits: Limits,
+    wrote: &mut bool,
 ) -> Tried<T, E>
 where
     P: SqlitePool,
     F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
-    E: Classify + Send + 'static,
+    E: Classify + StdError + Send + 'static,
 {
+    let writes = !matches!(behavior, TransactionBehavior::Deferred);
+    let turn = match turns {
+        None => None,
+        Some(turns) => match within(limits.run_deadline, turns.take(writes)).await {
+            Some(turn) => Some(turn),
+            None => {
+                let bound = limits.bound.unwrap_or_default();
+                let waited = Failure::new(AttemptInterrupted { bound }, Phase::Operation);
+                // Cut by the deadline: an earlier try's error, if any, says more.
+                return Tried::Cut(Duration::ZERO, waited);
+            }
+        },
+    };
+    let bound = limits.from_now();
     let deadline = bound.map(|bound| crate::time::later(Instant::now(), bound));
+    let bound = bound.unwrap_or_default();
     let interrupted = || {
-        let bound = bound.unwrap_or_default();
-        Tried::Broke(Failure::new(AttemptInterrupted { bound }, Phase::Operation))
+        Tried::Cut(
+            bound,
+            Failure::new(AttemptInterrupted { bound }, Phase::Operation),
+        )
     };
     let connection = match within(deadline, pool.checkout()).await {
-        None => return Tried::TimedOut(bound.unwrap_or_default()),
+        None => return interrupted(),
         // The pool retried its opens already; retrying here would stack a second loop.
         Some(Err(error)) => return Tried::GiveUp(error),
         Some(Ok(connection)) => connection,
     };
     let control = Arc::new(Control::default());
     let abandon_on_drop = AbandonOnDrop(Some(control.clone()));
-    let lock_wait = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+    let lock_wait = LockWait {
+        within: deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
+        head_of_queue: turn.as_ref().is_some_and(write_queue::Turn::writes),
+    };
     let called = {
         let blocking = control.clone();
         let mut call = pin!(P::interact(&connection, move |conn| {
@@ -170,6 +278,7 @@ where
         }
     };
     abandon_on_drop.disarm();
+    drop(turn);
     let outcome = match called {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -180,10 +289,11 @@ where
     match outcome {
         Blocking::Committed(value) => Tried::Succeeded(value),
         Blocking::Abandoned => interrupted(),
-        Blocking::Failed(error) => {
+        Blocking::Failed(error, writing) => {
             if error.breaks_connection() {
                 P::evict(connection);
             }
+            *wrote = writing;
             Tried::Failed(error)
         }
         Blocking::Broke(error) => {
@@ -205,8 +315,9 @@ where
 /// What the blocking call came to.
 enum Blocking<T, E> {
     Committed(T),
-    /// The closure's own error (rolled back).
-    Failed(E),
+    /// The closure's own error (rolled back); true when it came from turning a deferred
+    /// transaction into a write transaction.
+    Failed(E, bool),
     /// `BEGIN` or `COMMIT` failed, and nothing was applied (rolled back).
     Broke(rusqlite::Error),
     /// Abandoned by the retrier before `COMMIT`: rolled back.
@@ -235,27 +346,33 @@ impl Control {
         self.abandoned.load(Ordering::SeqCst)
     }
 
-    /// The blocking call: `BEGIN`, `body`, `COMMIT`, with SQLite's lock wait bounded by
-    /// `lock_wait`.
+    /// The blocking call: `BEGIN`, `body`, `COMMIT`, with SQLite's lock wait bounded as
+    /// `lock_wait` says.
     fn run<T, E, F>(
         &self,
         conn: &mut Connection,
         behavior: TransactionBehavior,
-        lock_wait: Option<Duration>,
+        lock_wait: LockWait,
         body: &Mutex<F>,
     ) -> Blocking<T, E>
     where
         F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E>,
+        E: StdError + 'static,
     {
         *lock(&self.interrupt) = Some(conn.get_interrupt_handle());
         // Checked after registering: an abandon from now on interrupts this call.
         if self.abandoned() {
             return Blocking::Abandoned;
         }
-        let configured = lock_wait.and_then(|_| busy_timeout(conn));
-        if let (Some(wait), Some(configured)) = (lock_wait, configured) {
+        let configured = lock_wait.within.and_then(|_| busy_timeout(conn));
+        if let (Some(within), Some(configured)) = (lock_wait.within, configured) {
+            let wait = within.min(configured);
             // Best effort: on failure the configured wait applies, still bounded by the await.
-            let _ = conn.busy_timeout(wait.min(configured));
+            let _ = if lock_wait.head_of_queue {
+                head_of_queue::wait_for_lock(conn, wait)
+            } else {
+                conn.busy_timeout(wait)
+            };
         }
         let outcome = self.transact(conn, behavior, body);
         if let Some(configured) = configured {
@@ -272,31 +389,120 @@ impl Control {
     ) -> Blocking<T, E>
     where
         F: FnMut(&rusqlite::Transaction<'_>) -> Result<T, E>,
+        E: StdError + 'static,
     {
         let transaction = match conn.transaction_with_behavior(behavior) {
             Ok(transaction) => transaction,
-            Err(_) if self.abandoned() => return Blocking::Abandoned,
-            Err(error) => return Blocking::Broke(error),
+            Err(error) => {
+                let interrupted =
+                    error.sqlite_error_code() == Some(ErrorCode::OperationInterrupted);
+                let takes_lock = !matches!(behavior, TransactionBehavior::Deferred);
+                if interrupted && takes_lock && self.abandoned() {
+                    // The try's bound passed while `BEGIN IMMEDIATE` waited for the lock:
+                    // the lock's own error, which SQLite would have given a moment later.
+                    return Blocking::Broke(still_locked());
+                }
+                return self.not_applied(error);
+            }
         };
         let done = (lock(body))(&transaction);
         // Dropping the transaction rolls it back, whatever the closure did.
         let value = match done {
             Ok(_) | Err(_) if self.abandoned() => return Blocking::Abandoned,
             Ok(value) => value,
-            Err(error) => return Blocking::Failed(error),
+            Err(error) => {
+                let wrote = matches!(behavior, TransactionBehavior::Deferred)
+                    && failed_to_write(&transaction, &error);
+                return Blocking::Failed(error, wrote);
+            }
         };
         match transaction.commit() {
             Ok(()) => Blocking::Committed(value),
             // rusqlite rolled back after the failed COMMIT.
-            Err(error) if not_applied(&error) => {
-                if self.abandoned() {
-                    Blocking::Abandoned
-                } else {
-                    Blocking::Broke(error)
-                }
-            }
+            Err(error) if not_applied(&error) => self.not_applied(error),
             Err(error) => Blocking::OutcomeUnknown(error),
         }
+    }
+
+    /// `BEGIN` or `COMMIT` failed and applied nothing: the real error (a lock held
+    /// elsewhere), unless it is the interrupt of an abandoned try.
+    fn not_applied<T, E>(&self, error: rusqlite::Error) -> Blocking<T, E> {
+        let interrupted = error.sqlite_error_code() == Some(ErrorCode::OperationInterrupted);
+        if interrupted && self.abandoned() {
+            Blocking::Abandoned
+        } else {
+            Blocking::Broke(error)
+        }
+    }
+}
+
+/// `SQLITE_BUSY`, as SQLite reports a lock that did not come in time.
+fn still_locked() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("database is locked".to_owned()),
+    )
+}
+
+/// Whether `error`, met in a deferred transaction, is the lock conflict of its first write:
+/// `SQLITE_BUSY_SNAPSHOT`, or `SQLITE_BUSY` while the transaction already read (a reader that
+/// could not start holds no lock yet).
+fn failed_to_write<E: StdError + 'static>(conn: &Connection, error: &E) -> bool {
+    let code = crate::retry::chain(error).find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqliteFailure(failure, _)) => Some(failure.extended_code),
+        _ => None,
+    });
+    let reading = conn
+        .transaction_state(Some(rusqlite::MAIN_DB))
+        .is_ok_and(|state| state != rusqlite::TransactionState::None);
+    match code {
+        Some(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT) => true,
+        Some(code) => code & 0xff == rusqlite::ffi::SQLITE_BUSY && reading,
+        None => false,
+    }
+}
+
+/// How a try's blocking call waits for SQLite's lock.
+#[derive(Clone, Copy)]
+struct LockWait {
+    /// At most this long (what is left of the try's bound), and never longer than the
+    /// connection's `busy_timeout`.
+    within: Option<Duration>,
+    /// The try holds its turn to write: no writer of this process waits behind it in
+    /// SQLite's busy handler, so it polls often rather than sleeping up to 100 ms between
+    /// polls and losing the lock to whoever polls more often (another process, a deferred
+    /// transaction).
+    head_of_queue: bool,
+}
+
+/// The busy handler of the writer whose turn it is: polls every millisecond until its
+/// deadline. (SQLite's handler is a plain function: the deadline lives in the blocking
+/// thread, which runs nothing else meanwhile.)
+mod head_of_queue {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    use rusqlite::Connection;
+
+    thread_local! {
+        static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+
+    const POLL: Duration = Duration::from_millis(1);
+
+    pub(super) fn wait_for_lock(conn: &Connection, wait: Duration) -> rusqlite::Result<()> {
+        DEADLINE.set(Instant::now().checked_add(wait));
+        conn.busy_handler(Some(poll))
+    }
+
+    fn poll(_count: i32) -> bool {
+        let waiting = DEADLINE
+            .get()
+            .is_some_and(|deadline| Instant::now() < deadline);
+        if waiting {
+            std::thread::sleep(POLL);
+        }
+        waiting
     }
 }
 
@@ -318,7 +524,9 @@ fn busy_timeout(conn: &Connection) -> Option<Duration> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Abandons the try when the caller goes away mid-call (its future dropped): the blocking
@@ -358,6 +566,9 @@ mod private {
 
         fn checkout(&self) -> Boxed<'_, Result<Self::Connection<'_>, Error>>;
 
+        /// The pool's diagnostics: their identity is the pool's (shared by its clones).
+        fn diagnostics(&self) -> Diagnostics;
+
         fn interact<'c, R, F>(
             connection: &'c Self::Connection<'_>,
             call: F,
@@ -388,6 +599,10 @@ mod on_deadpool {
     impl Ops for Pool {
         type Connection<'p> = Object;
 
+        fn diagnostics(&self) -> Diagnostics {
+            self.manager().diagnostics()
+        }
+
         fn checkout(&self) -> Boxed<'_, Result<Object, Error>> {
             Box::pin(async move {
                 self.get()
@@ -405,10 +620,13 @@ mod on_deadpool {
             R: Send + 'static,
         {
             Box::pin(async move {
-                connection.interact(call).await.map_err(|error| match error {
-                    deadpool_sync::InteractError::Panic(_) => InteractError::Panic,
-                    deadpool_sync::InteractError::Cancelled => InteractError::Cancelled,
-                })
+                connection
+                    .interact(call)
+                    .await
+                    .map_err(|error| match error {
+                        deadpool_sync::InteractError::Panic(_) => InteractError::Panic,
+                        deadpool_sync::InteractError::Cancelled => InteractError::Cancelled,
+                    })
             })
         }
 
@@ -438,6 +656,10 @@ mod on_bb8 {
 
         fn checkout(&self) -> Boxed<'_, Result<Self::Connection<'_>, Error>> {
             Box::pin(self.get())
+        }
+
+        fn diagnostics(&self) -> Diagnostics {
+            Pool::diagnostics(self)
         }
 
         fn interact<'c, R, F>(

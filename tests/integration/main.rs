@@ -16,3 +16,4 @@ mod support;
 #[cfg(feature = "tls-rustls")]
 mod tls;
 mod transactions_postgres;
+mod transactions_sqlite;

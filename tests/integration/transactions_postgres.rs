@@ -61,7 +61,8 @@ async fn count(pg: &PgCluster, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_serializable_transactions_both_complete_and_apply_once_each() {
     let pg = PgCluster::start().await;
-    pg.execute("CREATE TABLE ledger (source text NOT NULL)").await;
+    pg.execute("CREATE TABLE ledger (source text NOT NULL)")
+        .await;
     on_both_pools!(pg, |pool| {
         pg.execute("TRUNCATE ledger").await;
         let retrier = conflict_retrier();
@@ -146,7 +147,8 @@ async fn two_transactions_that_deadlock_both_complete() {
                     .transaction(pool)
                     .run(async |tx| {
                         runs.fetch_add(1, Ordering::SeqCst);
-                        tx.batch_execute("SET LOCAL deadlock_timeout = '20ms'").await?;
+                        tx.batch_execute("SET LOCAL deadlock_timeout = '20ms'")
+                            .await?;
                         let update = "UPDATE accounts SET balance = balance + 1 WHERE id = $1";
                         tx.execute(update, &[&first]).await?;
                         if first_run.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -164,18 +166,26 @@ async fn two_transactions_that_deadlock_both_complete() {
         let (a, b) = tokio::join!(transfer(1, 2), transfer(2, 1));
         a.unwrap();
         b.unwrap();
-        assert_eq!(deadlocks.load(Ordering::SeqCst), 1, "one of them was the victim");
+        assert_eq!(
+            deadlocks.load(Ordering::SeqCst),
+            1,
+            "one of them was the victim"
+        );
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         assert_eq!(count(&pg, "SELECT count(*) FROM transfers").await, 2);
         // Each transfer added 1 to both accounts, exactly once.
-        assert_eq!(count(&pg, "SELECT sum(balance)::int8 FROM accounts").await, 4);
+        assert_eq!(
+            count(&pg, "SELECT sum(balance)::int8 FROM accounts").await,
+            4
+        );
     });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_terminated_before_commit_is_re_run_on_a_new_connection_and_applied_once() {
     let pg = PgCluster::start().await;
-    pg.execute("CREATE TABLE visits (backend int NOT NULL)").await;
+    pg.execute("CREATE TABLE visits (backend int NOT NULL)")
+        .await;
     on_both_pools!(pg, |pool| {
         pg.execute("TRUNCATE visits").await;
         let policy = RetryPolicy::builder()
@@ -187,10 +197,7 @@ async fn a_session_terminated_before_commit_is_re_run_on_a_new_connection_and_ap
         retrier
             .transaction(&pool)
             .run(async |tx| {
-                let backend: i32 = tx
-                    .query_one("SELECT pg_backend_pid()", &[])
-                    .await?
-                    .get(0);
+                let backend: i32 = tx.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
                 tx.execute("INSERT INTO visits VALUES ($1)", &[&backend])
                     .await?;
                 let first = {
@@ -212,7 +219,11 @@ async fn a_session_terminated_before_commit_is_re_run_on_a_new_connection_and_ap
         assert_ne!(backends[0], backends[1], "on a new connection");
         assert_eq!(count(&pg, "SELECT count(*) FROM visits").await, 1);
         let applied = count(&pg, "SELECT min(backend)::int8 FROM visits").await;
-        assert_eq!(applied, i64::from(backends[1]), "the re-run's insert is the one applied");
+        assert_eq!(
+            applied,
+            i64::from(backends[1]),
+            "the re-run's insert is the one applied"
+        );
     });
 }
 
@@ -241,8 +252,8 @@ async fn commit_in_flight(fault: CommitFault, on_bb8: bool) -> (dbretry::Error, 
     .await;
     let proxy = FaultProxy::start(pg.socket_addr()).await;
     // The bound only ends the silent wait; everything before COMMIT takes a few round trips.
-    let attempt_timeout = (support::time_to_connect(&pg.config()).await * 20)
-        .max(Duration::from_secs(2));
+    let attempt_timeout =
+        (support::time_to_connect(&pg.config()).await * 20).max(Duration::from_secs(2));
     let policy = RetryPolicy::builder()
         .initial_delay(Duration::from_millis(10))
         .attempt_timeout(attempt_timeout)
@@ -286,23 +297,23 @@ async fn commit_in_flight(fault: CommitFault, on_bb8: bool) -> (dbretry::Error, 
     let config = pg.config_via(proxy.addr());
     let (error, ()) = if on_bb8 {
         let pool = bb8(config).await;
-        let run = retrier
-            .transaction(&pool)
-            .run(async |tx| body(tx).await);
+        let run = retrier.transaction(&pool).run(async |tx| body(tx).await);
         tokio::join!(run, inject)
     } else {
         let pool = deadpool(config);
-        let run = retrier
-            .transaction(&pool)
-            .run(async |tx| body(tx).await);
+        let run = retrier.transaction(&pool).run(async |tx| body(tx).await);
         tokio::join!(run, inject)
     };
     let error = dbretry::Error::from(error.expect_err("the commit's outcome is unknown"));
     // The server goes on with the COMMIT it received: wait until it is done.
     let started = Instant::now();
-    let committing = "SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND state = 'active'";
+    let committing =
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'COMMIT' AND state = 'active'";
     while count(&pg, committing).await > 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "COMMIT never finished");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "COMMIT never finished"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rows = count(&pg, "SELECT count(*) FROM orders").await;
@@ -317,7 +328,10 @@ async fn a_connection_reset_while_commit_is_in_flight_is_reported_as_unknown_and
         assert_eq!(runs, 1, "not re-run");
         // The server did commit: a re-run would have applied the order twice.
         assert_eq!(rows, 1);
-        assert!(error.to_string().starts_with("commit outcome unknown"), "{error}");
+        assert!(
+            error.to_string().starts_with("commit outcome unknown"),
+            "{error}"
+        );
         assert!(error.cause().is_some(), "the cause is kept: {error:?}");
     }
 }
@@ -370,7 +384,11 @@ async fn the_closures_own_error_comes_back_unchanged_and_the_transaction_is_roll
             Ok(TransferError::InsufficientFunds)
         ));
         assert_eq!(runs.into_inner(), 1);
-        assert_eq!(count(&pg, "SELECT count(*) FROM moves").await, 0, "rolled back");
+        assert_eq!(
+            count(&pg, "SELECT count(*) FROM moves").await,
+            0,
+            "rolled back"
+        );
     });
 }
 

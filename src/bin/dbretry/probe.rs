@@ -58,8 +58,14 @@ pub(crate) async fn check(target: &Target, args: &Check) -> Outcome {
         .on_success(move |event| attempts.store(event.attempts, Ordering::Relaxed));
     let started = tokio::time::Instant::now();
     let result = match &database {
-        Database::Postgres(config) => retrier.run(|| ping_postgres(config)).await.map_err(Error::from),
-        Database::Sqlite(path) => retrier.run(|| ping_sqlite(path.clone())).await.map_err(Error::from),
+        Database::Postgres(config) => retrier
+            .run(|| ping_postgres(config))
+            .await
+            .map_err(Error::from),
+        Database::Sqlite(path) => retrier
+            .run(|| ping_sqlite(path.clone()))
+            .await
+            .map_err(Error::from),
     };
     outcome.elapsed = started.elapsed();
     match result {

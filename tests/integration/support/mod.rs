@@ -43,7 +43,9 @@ pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
 /// authentication), for deriving budgets that must leave room for several tries.
 pub async fn time_to_connect(config: &Config) -> std::time::Duration {
     let started = tokio::time::Instant::now();
-    connect(config).await.expect("connect to measure the time it takes");
+    connect(config)
+        .await
+        .expect("connect to measure the time it takes");
     started.elapsed()
 }
 
