@@ -49,7 +49,8 @@ pub(crate) enum Tried<T, E> {
 /// One retried operation's run: tries counted, the schedule, the budget.
 pub(crate) struct Driver<'r> {
     run: Run<'r>,
-    schedule: Schedule<rand::rngs::SmallRng>,
+    /// Made at the first failure: seeding it costs a system call a successful run never needs.
+    schedule: Option<Schedule<rand::rngs::SmallRng>>,
     began: Instant,
 }
 
@@ -61,7 +62,7 @@ impl<'r> Driver<'r> {
         }
         Self {
             run: Run::start(retrier),
-            schedule: retrier.policy.schedule(),
+            schedule: None,
             began: Instant::now(),
         }
     }
@@ -71,6 +72,13 @@ impl<'r> Driver<'r> {
         let bound = self.run.bound();
         self.began = self.run.begin_attempt();
         bound
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let policy = &self.run.retrier().policy;
+        self.schedule
+            .get_or_insert_with(|| policy.schedule())
+            .next_delay()
     }
 
     /// The run's deadline (`max_elapsed` from its start), if any.
@@ -97,7 +105,7 @@ impl<'r> Driver<'r> {
             Tried::Failed(error) => {
                 let class = error.classify(phase);
                 self.run.record_attempt(self.began, class.as_str());
-                let delay = self.schedule.next_delay();
+                let delay = self.next_delay();
                 return match self.run.next_try(class, &error, delay) {
                     Ok(delay) => {
                         self.run
@@ -125,7 +133,7 @@ impl<'r> Driver<'r> {
         };
         self.run
             .record_attempt(self.began, failure.class().as_str());
-        let delay = self.schedule.next_delay();
+        let delay = self.next_delay();
         match self.run.next_try(failure.class(), failure.cause(), delay) {
             Ok(delay) => {
                 self.run.retry_after(failure, delay).await;

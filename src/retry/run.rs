@@ -47,6 +47,10 @@ impl<'r> Run<'r> {
         }
     }
 
+    pub(crate) fn retrier(&self) -> &'r Retrier {
+        self.retrier
+    }
+
     fn label(&self) -> &str {
         &self.retrier.name
     }

@@ -20,9 +20,13 @@ pub(crate) fn reset_and_ping(conn: &mut rusqlite::Connection) -> rusqlite::Resul
     if !conn.is_autocommit() {
         conn.execute_batch("ROLLBACK")?;
     }
-    let configured: i64 = conn.query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
+    let configured: i64 = conn
+        .prepare_cached("PRAGMA busy_timeout")?
+        .query_row([], |row| row.get(0))?;
     conn.busy_timeout(std::time::Duration::ZERO)?;
-    let pinged = conn.query_row("SELECT 1", [], |_| Ok(()));
+    let pinged = conn
+        .prepare_cached("SELECT 1")
+        .and_then(|mut statement| statement.query_row([], |_| Ok(())));
     conn.busy_timeout(std::time::Duration::from_millis(
         u64::try_from(configured).unwrap_or(0),
     ))?;

@@ -517,7 +517,8 @@ fn not_applied(error: &rusqlite::Error) -> bool {
 
 /// The connection's `busy_timeout`, to restore after the try.
 fn busy_timeout(conn: &Connection) -> Option<Duration> {
-    conn.pragma_query_value(None, "busy_timeout", |row| row.get::<_, i64>(0))
+    conn.prepare_cached("PRAGMA busy_timeout")
+        .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
         .ok()
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)

@@ -11,6 +11,7 @@ mod harness_selftest;
 mod http_health;
 mod load;
 mod metrics;
+mod retry_budget;
 mod sqlite_pools;
 mod support;
 #[cfg(feature = "tls-rustls")]
