@@ -29,8 +29,17 @@ pub mod policy;
 mod redact;
 mod retry;
 mod time;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+#[cfg(all(
+    any(feature = "postgres", feature = "sqlite"),
+    any(feature = "deadpool", feature = "bb8")
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        any(feature = "postgres", feature = "sqlite"),
+        any(feature = "deadpool", feature = "bb8")
+    )))
+)]
 pub mod transaction;
 
 #[cfg(feature = "postgres")]

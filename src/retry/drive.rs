@@ -2,7 +2,7 @@
 //! budget deciding after each failure. [`Retrier::run`](super::Retrier::run) and the
 //! transaction helpers differ only in what one try does; each writes the loop as
 //!
-//! ```ignore
+//! ```text
 //! let mut driver = Driver::start(retrier);
 //! loop {
 //!     let bound = driver.begin();
@@ -27,7 +27,8 @@ use crate::error::{Error, ErrorKind};
 use crate::failure::Failure;
 use crate::policy::Schedule;
 
-/// What one try came to.
+/// What one try came to. (Some kinds are only met on SQLite or with pools.)
+#[cfg_attr(not(all(feature = "sqlite", pools)), allow(dead_code))]
 pub(crate) enum Tried<T, E> {
     /// It succeeded.
     Succeeded(T),
@@ -82,6 +83,7 @@ impl<'r> Driver<'r> {
     }
 
     /// The run's deadline (`max_elapsed` from its start), if any.
+    #[cfg_attr(not(all(feature = "sqlite", pools)), allow(dead_code))]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.run.deadline()
     }

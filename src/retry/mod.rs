@@ -16,7 +16,9 @@ pub use self::budget::RetryBudget;
 pub(crate) use self::drive::{Driver, Tried};
 pub use self::hooks::{RetryEvent, SuccessEvent};
 pub use self::retry_error::RetryError;
-pub(crate) use self::run::{Attempt, Run, chain};
+#[cfg(all(feature = "sqlite", pools))]
+pub(crate) use self::run::chain;
+pub(crate) use self::run::{Attempt, Run};
 
 use self::hooks::Hooks;
 use crate::classify::{Classify, OperationError, Phase};

@@ -26,7 +26,9 @@ pub type InitHook = Arc<dyn Fn(&mut Connection) -> rusqlite::Result<()> + Send +
 /// How long a connection waits on another's lock is SQLite's `busy_timeout`, per statement;
 /// the retry policy only adds its own waits where it says so: opening (which includes
 /// switching to WAL, done with no busy wait so that the policy's schedule is the only wait)
-/// and operations you run through a [`Retrier`](crate::Retrier).
+/// and operations you run through a [`Retrier`](crate::Retrier) — whose transaction helper
+/// cuts each try's `busy_timeout` to what is left of the try's bound, so the two never stack
+/// past the deadline. Checking a pooled connection never waits on another's lock.
 #[derive(Clone)]
 pub struct SqliteOptions {
     path: PathBuf,

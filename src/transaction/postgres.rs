@@ -126,6 +126,9 @@ where
         Some(Ok(connection)) => connection,
     };
     let begun = within(deadline, P::begin(&mut connection, begin)).await;
+    // `{ begun }` moves it into the match: nothing borrowing the connection is left to drop
+    // after the arms that evict it.
+    #[allow(clippy::blocks_in_conditions)]
     let transaction = match { begun } {
         Some(Ok(transaction)) => transaction,
         failed => {
@@ -146,6 +149,7 @@ where
         }
     };
     let outcome = within(deadline, body(&transaction)).await;
+    #[allow(clippy::blocks_in_conditions)]
     let value = match { outcome } {
         None => {
             // The closure's future is dropped: nothing of it runs on, and the transaction

@@ -197,7 +197,7 @@ struct Limits {
 
 impl Limits {
     /// The bound of a try starting now: `attempt_timeout`, or less near the deadline.
-    fn from_now(&self) -> Option<Duration> {
+    fn bound_now(&self) -> Option<Duration> {
         let left = self
             .run_deadline
             .map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -240,7 +240,7 @@ where
             }
         },
     };
-    let bound = limits.from_now();
+    let bound = limits.bound_now();
     let deadline = bound.map(|bound| crate::time::later(Instant::now(), bound));
     let bound = bound.unwrap_or_default();
     let interrupted = || {

@@ -25,8 +25,11 @@ fn with_recorder<F: Future>(test: impl FnOnce() -> F) -> (F::Output, Snapshotter
     (output, snapshotter)
 }
 
+/// Sorted label pairs.
+type Labels = Vec<(String, String)>;
+
 /// One snapshot of the counters (taking it resets them): name, sorted labels, value.
-struct Counters(Vec<(String, Vec<(String, String)>, u64)>);
+struct Counters(Vec<(String, Labels, u64)>);
 
 impl Counters {
     fn take(snapshotter: &Snapshotter) -> Self {
@@ -37,7 +40,7 @@ impl Counters {
                 .into_iter()
                 .filter_map(|(key, _, _, value)| {
                     let key = key.key();
-                    let mut labels: Vec<(String, String)> = key
+                    let mut labels: Labels = key
                         .labels()
                         .map(|l| (l.key().to_owned(), l.value().to_owned()))
                         .collect();
@@ -54,7 +57,7 @@ impl Counters {
     /// The counter `name` of pool `pool` in the operation phase with `extra` labels (0 if
     /// never incremented).
     fn get(&self, name: &str, pool: &str, extra: &[(&str, &str)]) -> u64 {
-        let mut wanted: Vec<(String, String)> = [("pool", pool), ("phase", "operation")]
+        let mut wanted: Labels = [("pool", pool), ("phase", "operation")]
             .iter()
             .chain(extra)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -181,13 +181,13 @@ async fn writers_and_readers_around_exclusive_locks(wal: bool) -> (Arc<Tally>, u
                     retrier
                         .transaction(&*deadpool)
                         .behavior(behavior)
-                        .run(|tx| increment(tx))
+                        .run(increment)
                         .await
                 } else {
                     retrier
                         .transaction(&*bb8)
                         .behavior(behavior)
-                        .run(|tx| increment(tx))
+                        .run(increment)
                         .await
                 };
                 if result.is_ok() {
@@ -347,7 +347,7 @@ async fn a_lock_held_past_the_deadline_is_reported_as_a_lock_not_as_an_unreachab
     let started = Instant::now();
     let error: RetryError<rusqlite::Error> = Retrier::new(policy)
         .transaction(&pool)
-        .run(|tx| increment(tx))
+        .run(increment)
         .await
         .unwrap_err();
     let took = started.elapsed();
