@@ -340,6 +340,33 @@ async fn a_permanent_connect_error_met_inside_an_operation_is_a_connection_error
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_wrapped_permanent_open_error_reads_as_a_connection_error_with_its_hint_once() {
+    let missing = std::env::temp_dir().join("dbretry-no-such-dir/x/db.sqlite3");
+    let open = || {
+        let missing = missing.clone();
+        async move { rusqlite::Connection::open(missing).map(drop) }
+    };
+    let inner = Retrier::new(RetryPolicy::default())
+        .phase(Phase::Connect)
+        .run(open)
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    let error = Retrier::new(RetryPolicy::default())
+        .run(|| {
+            let inner = inner.clone();
+            async move { Err::<(), _>(inner) }
+        })
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connection);
+    let message = error.to_string();
+    let hint = "check that the directory exists";
+    assert_eq!(message.matches(hint).count(), 1, "{message}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_retry_budget_refuses_retries_past_its_share_but_never_first_attempts() {
     let budget = RetryBudget::new(0.1, 0, Duration::from_secs(60)).unwrap();
     let policy = RetryPolicy::builder()

@@ -22,7 +22,7 @@ mod postgres;
 #[cfg(all(feature = "sqlite", any(feature = "deadpool", feature = "bb8")))]
 mod sqlite;
 #[cfg(all(feature = "sqlite", any(feature = "deadpool", feature = "bb8")))]
-mod write_queue;
+mod turns;
 
 #[cfg(all(feature = "postgres", any(feature = "deadpool", feature = "bb8")))]
 pub use self::postgres::{PostgresPool, PostgresTransaction};

@@ -1,10 +1,11 @@
 //! The transaction helper on SQLite pools: deadpool's and bb8's.
 //!
-//! A try runs on the blocking pool. Its lock waits happen inside SQLite (`busy_timeout`),
-//! bounded by what is left of the try's bound, so they never stack past the deadline. A try
-//! the retrier abandons (its bound passed) is interrupted and *awaited*: it checks before
-//! `COMMIT` whether it was abandoned and rolls back if so; if it committed anyway, that commit
-//! is the run's success. So a try never commits beside its retry.
+//! A try first waits for its turn on the database file (see [`turns`](super::turns)), then
+//! runs on the blocking pool. Its lock waits happen inside SQLite (`busy_timeout`), bounded by
+//! what is left of the try's bound, so they never stack past the deadline. A try the retrier
+//! abandons (its bound passed) is interrupted and *awaited*: it checks before `COMMIT` whether
+//! it was abandoned and rolls back if so; if it committed anyway, that commit is the run's
+//! success. So a try never commits beside its retry.
 
 use std::error::Error as StdError;
 use std::pin::pin;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, InterruptHandle, TransactionBehavior};
 use tokio::time::Instant;
 
-use super::{Boxed, TransactionPool, sealed, within, write_queue};
+use super::{Boxed, TransactionPool, sealed, turns, within};
 use crate::classify::{Classify, ErrorClass, Phase};
 use crate::error::{Error, ErrorKind};
 use crate::events::Diagnostics;
@@ -93,10 +94,13 @@ impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
 
     /// Runs `body` in a transaction on the blocking pool and commits it; re-runs it while it
     /// fails with a transient error (`SQLITE_BUSY` and its extended codes, a lost or broken
-    /// connection), under the retrier's policy (see [`RetryPolicy::LOCK_CONFLICTS`]). Each
-    /// try — checkout, `BEGIN`, `body`, `COMMIT` — is bounded by `attempt_timeout` and by what
-    /// is left of `max_elapsed`; so is SQLite's own wait for a lock in it (`busy_timeout`,
-    /// restored afterwards).
+    /// connection), under the retrier's policy (see [`RetryPolicy::LOCK_CONFLICTS`]). A try
+    /// waits for its turn on the database file (writers of this process one at a time, first
+    /// come first served; in rollback-journal mode readers too) within `max_elapsed`; then
+    /// checkout, `BEGIN`, `body` and `COMMIT` are bounded by `attempt_timeout` and by what is
+    /// left of `max_elapsed`, and so is SQLite's own wait for a lock in them (`busy_timeout`,
+    /// restored afterwards). A deferred transaction whose first write meets a lock conflict
+    /// is re-run as `BEGIN IMMEDIATE`.
     ///
     /// [`RetryPolicy::LOCK_CONFLICTS`]: crate::RetryPolicy::LOCK_CONFLICTS
     ///
@@ -156,12 +160,9 @@ impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
 /// The turns on `pool`'s database file; the first time, asks a connection which file that
 /// is and whether it is in WAL mode (without waiting for a lock). `None` if no connection could be had by `deadline` (the
 /// try then meets the same failure, and the next try asks again).
-async fn turns_of<P: SqlitePool>(
-    pool: &P,
-    deadline: Option<Instant>,
-) -> Option<write_queue::Turns> {
+async fn turns_of<P: SqlitePool>(pool: &P, deadline: Option<Instant>) -> Option<turns::Turns> {
     let diagnostics = pool.diagnostics();
-    if let Some(turns) = write_queue::known(&diagnostics) {
+    if let Some(turns) = turns::known(&diagnostics) {
         return Some(turns);
     }
     let connection = within(deadline, pool.checkout()).await?.ok()?;
@@ -173,7 +174,7 @@ async fn turns_of<P: SqlitePool>(
         (file, journal_mode_is_wal(conn))
     });
     let (file, wal) = within(deadline, asked).await?.ok()?;
-    Some(write_queue::learn(&diagnostics, file, wal))
+    Some(turns::learn(&diagnostics, file, wal))
 }
 
 /// Whether the database is in WAL mode; `None` when that cannot be read without waiting (the
@@ -216,7 +217,7 @@ impl Limits {
 async fn try_once<P, T, E, F>(
     pool: &P,
     behavior: TransactionBehavior,
-    turns: Option<&write_queue::Turns>,
+    turns: Option<&turns::Turns>,
     body: Arc<Mutex<F>>,
     limits: Limits,
     wrote: &mut bool,
@@ -259,7 +260,7 @@ where
     let abandon_on_drop = AbandonOnDrop(Some(control.clone()));
     let lock_wait = LockWait {
         within: deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
-        head_of_queue: turn.as_ref().is_some_and(write_queue::Turn::writes),
+        head_of_queue: turn.as_ref().is_some_and(turns::Turn::writes),
     };
     let called = {
         let blocking = control.clone();
