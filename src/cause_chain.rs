@@ -59,6 +59,10 @@ fn as_known<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e dyn Classify>
     if let Some(e) = error.downcast_ref::<crate::postgres::HostFailures>() {
         return Some(e);
     }
+    #[cfg(all(feature = "sqlite", any(feature = "deadpool", feature = "bb8")))]
+    if let Some(e) = error.downcast_ref::<crate::transaction::AttemptInterrupted>() {
+        return Some(e);
+    }
     #[cfg(feature = "sqlite")]
     if let Some(e) = error.downcast_ref::<crate::sqlite::InteractError>() {
         return Some(e);

@@ -31,6 +31,23 @@ impl Code<'_> {
             Self::Sqlite(code) => sqlite_hint(code),
         }
     }
+
+    /// What this code says is still wrong when retries run out, as (subject, state): a lock
+    /// held by someone else, a conflict with another transaction. `None` for the rest (the
+    /// database is then "unavailable").
+    pub(crate) fn condition(&self) -> Option<(&'static str, &'static str)> {
+        match *self {
+            Self::Sqlite(code) if code & 0xff == 5 => {
+                Some(("database", "locked by another connection or transaction"))
+            }
+            Self::Sqlstate("40001") => Some((
+                "transaction",
+                "conflicting with concurrent transactions (serialization failure)",
+            )),
+            Self::Sqlstate("40P01") => Some(("transaction", "deadlocked with another transaction")),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Code<'_> {
@@ -171,10 +188,19 @@ pub(crate) fn sqlite_name(code: i32) -> Option<&'static str> {
 fn sqlite_hint(code: i32) -> Option<&'static str> {
     Some(match code {
         517 => {
-            "another connection committed since this transaction began reading: re-run the whole transaction"
+            "another connection committed since this transaction began reading: re-run the whole transaction (write transactions that start with BEGIN IMMEDIATE never meet this)"
         }
+        261 => "another connection is recovering the write-ahead log: retry shortly",
         _ => match code & 0xff {
-            5 => "another connection or transaction holds the lock",
+            5 => {
+                "another connection or transaction holds the lock: each statement waits up to busy_timeout for it; re-run the whole transaction"
+            }
+            6 => {
+                "a conflict within this connection (another statement still reading the table, or a shared cache): finish or reset that statement; retrying does not help"
+            }
+            9 => {
+                "the statement was interrupted: its caller stopped waiting (a timeout or a cancelled request)"
+            }
             14 => "check that the directory exists and the process may read and write it",
             26 => "the file is not an SQLite database",
             8 => "the database or its directory is read-only",
@@ -193,5 +219,21 @@ mod tests {
         assert_eq!(Code::Sqlite(517).text(), "SQLITE_BUSY_SNAPSHOT");
         assert_eq!(Code::Sqlite(99_999).to_string(), "SQLite code 99999");
         assert_eq!(Code::Sqlstate("28P01").to_string(), "SQLSTATE 28P01");
+    }
+
+    #[test]
+    fn lock_conflicts_are_named_as_such_not_as_an_unavailable_database() {
+        for busy in [5, 261, 517, 773] {
+            assert_eq!(
+                Code::Sqlite(busy).condition(),
+                Some(("database", "locked by another connection or transaction"))
+            );
+        }
+        assert_eq!(Code::Sqlite(6).condition(), None);
+        assert_eq!(
+            Code::Sqlstate("40001").condition().unwrap().0,
+            "transaction"
+        );
+        assert_eq!(Code::Sqlstate("57P03").condition(), None);
     }
 }

@@ -27,6 +27,12 @@ pub enum ErrorKind {
     /// No connection became free within the checkout's budget, while the database answered:
     /// every connection was in use ([`Error::pool_state`] says how full the pool was).
     PoolExhausted,
+    /// The retrier's [`RetryBudget`](crate::RetryBudget) refused a retry: its callers have
+    /// retried too much for their recent first attempts. The cause is the last real error.
+    BudgetExhausted,
+    /// The connection was lost while `COMMIT` was in flight: the transaction may or may not
+    /// have been applied, so it was not re-run. Check before running it again.
+    CommitOutcomeUnknown,
 }
 
 impl ErrorKind {
@@ -38,11 +44,13 @@ impl ErrorKind {
             Self::Timeout => "deadline",
             Self::CircuitOpen => "circuit_open",
             Self::PoolExhausted => "pool_exhausted",
+            Self::BudgetExhausted => "budget",
+            Self::CommitOutcomeUnknown => "commit_outcome_unknown",
         }
     }
 
     /// A short, stable label: `connection`, `query`, `retry_exhausted`, `timeout`,
-    /// `circuit_open`, `pool_exhausted`.
+    /// `circuit_open`, `pool_exhausted`, `budget_exhausted`, `commit_outcome_unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Connection => "connection",
@@ -51,6 +59,8 @@ impl ErrorKind {
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit_open",
             Self::PoolExhausted => "pool_exhausted",
+            Self::BudgetExhausted => "budget_exhausted",
+            Self::CommitOutcomeUnknown => "commit_outcome_unknown",
         }
     }
 }
@@ -229,6 +239,15 @@ impl fmt::Display for Error {
         } else {
             "attempts"
         };
+        // What is still wrong, in the words of the last cause: a lock, a conflict, or (for
+        // anything else) an unavailable database.
+        let (what, still) = self
+            .0
+            .last
+            .as_ref()
+            .and_then(Failure::database_code)
+            .and_then(|code| code.condition())
+            .unwrap_or(("database", "unavailable"));
         match kind {
             ErrorKind::Connection => write!(
                 f,
@@ -240,7 +259,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::RetryExhausted => write!(
                 f,
-                "database still unavailable after {attempts} {tries} over {elapsed:.2?} (max_attempts reached)"
+                "{what} still {still} after {attempts} {tries} over {elapsed:.2?} (max_attempts reached)"
             )?,
             ErrorKind::Timeout if *attempts == 0 => write!(
                 f,
@@ -248,7 +267,7 @@ impl fmt::Display for Error {
             )?,
             ErrorKind::Timeout => write!(
                 f,
-                "database still unavailable when the deadline passed: {attempts} {tries} over {elapsed:.2?}"
+                "{what} still {still} when the deadline passed: {attempts} {tries} over {elapsed:.2?}"
             )?,
             ErrorKind::CircuitOpen => write!(
                 f,
@@ -271,6 +290,14 @@ impl fmt::Display for Error {
                     "; the database answers (raise max_size, or hold connections for less time)"
                 )?;
             }
+            ErrorKind::BudgetExhausted => write!(
+                f,
+                "not retrying: the retry budget is spent (too many retries for recent first attempts); {what} {still} after {attempts} {tries} over {elapsed:.2?}"
+            )?,
+            ErrorKind::CommitOutcomeUnknown => write!(
+                f,
+                "commit outcome unknown: the connection was lost while COMMIT was in flight, so the transaction may or may not have been applied (not re-run; check before running it again)"
+            )?,
         }
         if let Some(last) = &self.0.last {
             let label = if matches!(kind, ErrorKind::Connection | ErrorKind::Query) {
@@ -278,8 +305,10 @@ impl fmt::Display for Error {
             } else {
                 "last error"
             };
-            write!(f, "; {label}: {last}")?;
-            if let Some(hint) = last.hint() {
+            let cause = last.to_string();
+            write!(f, "; {label}: {cause}")?;
+            // A cause that is itself one of these errors has printed its hint already.
+            if let Some(hint) = last.hint().filter(|hint| !cause.contains(hint)) {
                 write!(f, " (hint: {hint})")?;
             }
         }
@@ -308,16 +337,22 @@ impl StdError for Error {
 }
 
 impl Classify for Error {
-    /// The class of the last failure when there is one (a timed-out or exhausted run ended
-    /// on a transient one, a permanent give-up on a permanent one); without one, permanent
-    /// for [`ErrorKind::Connection`] and [`ErrorKind::Query`] and transient otherwise (an open
-    /// circuit, an exhausted pool: conditions that pass).
+    /// [`ErrorKind::CommitOutcomeUnknown`] is permanent whatever its cause (re-running could
+    /// apply a transaction twice). Otherwise the class of the last failure when there is one (a
+    /// timed-out or exhausted run ended on a transient one, a permanent give-up on a permanent
+    /// one); without one, permanent for [`ErrorKind::Connection`] and [`ErrorKind::Query`] and
+    /// transient otherwise (an open circuit, an exhausted pool or budget: conditions that pass).
     fn classify(&self, _phase: Phase) -> ErrorClass {
+        if self.0.kind == ErrorKind::CommitOutcomeUnknown {
+            return ErrorClass::Permanent;
+        }
         if let Some(last) = &self.0.last {
             return last.class();
         }
         match self.0.kind {
-            ErrorKind::Connection | ErrorKind::Query => ErrorClass::Permanent,
+            ErrorKind::Connection | ErrorKind::Query | ErrorKind::CommitOutcomeUnknown => {
+                ErrorClass::Permanent
+            }
             _ => ErrorClass::Transient,
         }
     }

@@ -32,6 +32,18 @@ pub mod policy;
 mod redact;
 mod retry;
 mod time;
+#[cfg(all(
+    any(feature = "postgres", feature = "sqlite"),
+    any(feature = "deadpool", feature = "bb8")
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        any(feature = "postgres", feature = "sqlite"),
+        any(feature = "deadpool", feature = "bb8")
+    )))
+)]
+pub mod transaction;
 #[cfg(all(feature = "deadpool", any(feature = "postgres", feature = "sqlite")))]
 mod unknown_keys;
 
@@ -80,4 +92,6 @@ pub use crate::redact::redact_url;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use crate::redact::{RedactedConfig, parse_postgres_config};
-pub use crate::retry::{Retrier, RetryEvent, SuccessEvent, execute_with_retry};
+pub use crate::retry::{
+    Retrier, RetryBudget, RetryError, RetryEvent, SuccessEvent, execute_with_retry,
+};

@@ -109,6 +109,7 @@ pub mod labels {
         "circuit_open",
         "permanent",
         "budget",
+        "commit_outcome_unknown",
     ];
     /// `class` of [`CONNECTIONS_CLOSED_TOTAL`](super::CONNECTIONS_CLOSED_TOTAL).
     pub const CLASSES: &[&str] = &["transient", "permanent"];

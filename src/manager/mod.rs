@@ -170,6 +170,10 @@ impl<B> RetryingManager<B> {
         self.shared.0.gate.retrier().policy()
     }
 
+    pub(crate) fn pool_shared(&self) -> &PoolShared {
+        &self.shared.0
+    }
+
     /// The backend: how connections are opened and checked.
     pub fn backend(&self) -> &B {
         &self.backend

@@ -145,6 +145,13 @@ impl RetryPolicy {
         self
     }
 
+    /// The same policy with a different bound on each try (`None`: unbounded).
+    #[must_use]
+    pub fn with_attempt_timeout(mut self, attempt_timeout: Option<Duration>) -> Self {
+        self.attempt_timeout = attempt_timeout;
+        self
+    }
+
     /// The delay before retry number `retry` (1 = before the second try) without jitter:
     /// `min(max_delay, initial_delay × exponential_base^(retry-1))`. Never panics or overflows;
     /// huge retry numbers saturate at `max_delay`.

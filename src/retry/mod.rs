@@ -1,37 +1,50 @@
 //! Running an operation under a [`RetryPolicy`]: the Rust form of a `@with_db_retry()`
 //! decorator.
 
+mod budget;
+mod drive;
 mod hooks;
+mod lock_conflicts;
+mod retry_error;
 mod run;
 
+use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use self::budget::RetryBudget;
+pub(crate) use self::drive::{Driver, Tried};
 pub use self::hooks::{RetryEvent, SuccessEvent};
+pub use self::retry_error::RetryError;
+#[cfg(all(feature = "sqlite", pools))]
+pub(crate) use self::run::chain;
 pub(crate) use self::run::{Attempt, Run};
 
 use self::hooks::Hooks;
-use crate::classify::{OperationError, Phase};
+use crate::classify::{Classify, OperationError, Phase};
 use crate::{Error, RetryPolicy};
 
 /// Runs async operations under a [`RetryPolicy`], retrying only what the operation's error
-/// [classifies](crate::Classify) as transient, with hooks on retry, give-up and success and a
-/// `tracing` event for each retry (attempt, delay, error class — never a password).
+/// [classifies](crate::Classify) as transient, with hooks on retry, give-up and success, an
+/// optional [`RetryBudget`] shared by all its callers, and a `tracing` event for each retry
+/// (attempt, delay, error class — never a password).
+///
+/// [`Retrier::run`] hands your own error back ([`RetryError`]); for a whole transaction on a
+/// pool, [`Retrier::transaction`] also takes a fresh connection for each try and never re-runs
+/// a transaction whose `COMMIT` may have been applied.
 ///
 /// ```no_run
-/// # async fn demo(pool: deadpool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(pool: dbretry::deadpool_postgres::Pool) -> Result<(), Box<dyn std::error::Error>> {
 /// use dbretry::{Retrier, RetryPolicy};
 ///
 /// let retrier = Retrier::new(RetryPolicy::default())
 ///     .on_retry(|event| eprintln!("retry {} in {:?}: {}", event.attempt, event.delay, event.error));
 /// // Re-runs the whole transaction on a serialization failure, deadlock or lost connection.
 /// let total: i64 = retrier
-///     .run(|| async {
-///         let mut client = pool.get().await?;
-///         let tx = client.transaction().await?;
+///     .transaction(&pool)
+///     .run(async |tx| {
 ///         let row = tx.query_one("SELECT count(*) FROM accounts", &[]).await?;
-///         tx.commit().await?;
-///         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(row.get(0))
+///         Ok::<_, tokio_postgres::Error>(row.get(0))
 ///     })
 ///     .await?;
 /// # Ok(()) }
@@ -44,6 +57,7 @@ pub struct Retrier {
     /// Registers this retrier's operation series at zero on its first run.
     registered: Arc<std::sync::Once>,
     name: Arc<str>,
+    budget: Option<RetryBudget>,
 }
 
 impl Retrier {
@@ -56,6 +70,7 @@ impl Retrier {
             phase: Phase::Operation,
             hooks: Hooks::default(),
             name: Arc::from("default"),
+            budget: None,
         }
     }
 
@@ -102,6 +117,28 @@ impl Retrier {
         self
     }
 
+    /// Caps the retries of every operation run through this retrier (and its clones) at
+    /// `budget`; a refused retry gives up with
+    /// [`ErrorKind::BudgetExhausted`](crate::ErrorKind::BudgetExhausted). First attempts are
+    /// never refused. Default: no budget. Applies to operations and transactions; a pool's
+    /// connects are already paced by its shared reconnect (one probe at a time).
+    #[must_use]
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The budget given by [`Retrier::budget`], if any.
+    pub fn retry_budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_ref()
+    }
+
+    /// Registers this retrier's operation series at zero, on its first run.
+    pub(crate) fn register_operations(&self) {
+        self.registered
+            .call_once(|| crate::metrics::register_operations(&self.name));
+    }
+
     pub(crate) fn with_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
         self
@@ -112,34 +149,106 @@ impl Retrier {
         &self.policy
     }
 
-    /// Runs `op` until it succeeds, fails with a permanent error, runs out of attempts or the
-    /// deadline passes. Each try is bounded by `attempt_timeout` and by what is left of
-    /// `max_elapsed`; sleeps use tokio's clock, so `tokio::time::pause` drives them.
+    /// Runs `op` until it succeeds, fails with a permanent error, runs out of attempts, the
+    /// deadline passes or the budget refuses a retry. Each try is bounded by `attempt_timeout`
+    /// and by what is left of `max_elapsed` (a try cut short is dropped: work it handed to
+    /// another thread keeps running, so for SQLite through deadpool use
+    /// [`Retrier::transaction`], which waits for it); sleeps use tokio's clock, so
+    /// `tokio::time::pause` drives them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), dbretry::Error> {
+    /// use dbretry::{ErrorKind, Retrier, RetryPolicy};
+    ///
+    /// let retrier = Retrier::new(RetryPolicy::default());
+    /// let error = retrier
+    ///     .run(|| async { rusqlite::Connection::open_in_memory()?.execute("NOT SQL", []) })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::Query); // permanent: one attempt
+    /// let own: rusqlite::Error = error.into_operation_error()?; // your error, by value
+    /// assert!(own.to_string().contains("syntax error"));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// An [`Error`] whose [`kind`](Error::kind) says why it stopped, with the attempt count,
-    /// the elapsed time and the last real cause.
-    pub async fn run<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error>
+    /// A [`RetryError`]: your error by value when the last try returned one, and the
+    /// [`Error`] saying why the retrier stopped, after how many attempts and how long. `?`
+    /// turns it into a [`dbretry::Error`](Error) or a boxed error.
+    pub async fn run<T, E, F, Fut>(&self, mut op: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify + StdError + Send + Sync + 'static,
+    {
+        let mut driver = Driver::start(self);
+        loop {
+            let bound = driver.begin();
+            let tried = match bounded(bound, op()).await {
+                Ok(Ok(value)) => Tried::Succeeded(value),
+                Ok(Err(error)) => Tried::Failed(error),
+                Err(bound) => Tried::TimedOut(bound),
+            };
+            if let Some(result) = driver.settle(tried).await {
+                return result;
+            }
+        }
+    }
+
+    /// Like [`Retrier::run`] for an operation whose error has no type of its own to give back
+    /// (`Box<dyn Error + Send + Sync>`, a `String`, …): it comes back inside this crate's
+    /// [`Error`], as the cause.
+    ///
+    /// # Errors
+    /// As [`Retrier::run`], as an [`Error`].
+    pub async fn run_boxed<T, E, F, Fut>(&self, mut op: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: OperationError,
     {
-        self.registered
-            .call_once(|| crate::metrics::register_operations(&self.name));
-        let mut run = Run::start(self);
-        let mut schedule = self.policy.schedule();
+        let mut driver = Driver::start(self);
         loop {
-            match run.attempt(op()).await {
-                Attempt::Succeeded(value) => return Ok(value),
-                Attempt::Failed(failure) => run.settle(failure, schedule.next_delay()).await?,
+            let bound = driver.begin();
+            let tried = match bounded(bound, op()).await {
+                Ok(Ok(value)) => Tried::<T, Never>::Succeeded(value),
+                Ok(Err(error)) => Tried::Broke(crate::Failure::new(error, self.phase)),
+                Err(bound) => Tried::TimedOut(bound),
+            };
+            if let Some(result) = driver.settle(tried).await {
+                return result.map_err(Error::from);
             }
         }
     }
 }
 
+/// One try of `attempt`, cut at `bound` (`Err(bound)`).
+async fn bounded<R>(
+    bound: Option<std::time::Duration>,
+    attempt: impl Future<Output = R>,
+) -> Result<R, std::time::Duration> {
+    match bound {
+        None => Ok(attempt.await),
+        Some(bound) => tokio::time::timeout(bound, attempt)
+            .await
+            .map_err(|_| bound),
+    }
+}
+
+/// The operation error of a run whose errors are all recorded as failures.
+#[derive(Debug, thiserror::Error)]
+#[error("unreachable")]
+enum Never {}
+
+impl Classify for Never {
+    fn classify(&self, _phase: Phase) -> crate::ErrorClass {
+        match *self {}
+    }
+}
+
 /// Runs `op` under `policy`, retrying transient failures: shorthand for
-/// `Retrier::new(policy.clone()).run(op)`.
+/// `Retrier::new(policy.clone()).run_boxed(op)`, for any error the operation returns (the
+/// error comes back inside [`Error`]; use [`Retrier::run`] to have it back by value).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), dbretry::Error> {
@@ -155,14 +264,14 @@ impl Retrier {
 /// ```
 ///
 /// # Errors
-/// As [`Retrier::run`].
+/// As [`Retrier::run_boxed`].
 pub async fn execute_with_retry<T, E, F, Fut>(policy: &RetryPolicy, op: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: OperationError,
 {
-    Retrier::new(policy.clone()).run(op).await
+    Retrier::new(policy.clone()).run_boxed(op).await
 }
 
 #[cfg(test)]

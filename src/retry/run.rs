@@ -1,14 +1,17 @@
 //! One retried run: the attempt counter, the clock and the give-up rules, shared by the plain
 //! retry loop and the pools' shared reconnect.
 
+use std::error::Error as StdError;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::Retrier;
 use super::hooks::{RetryEvent, SuccessEvent};
-use crate::classify::{AttemptTimedOut, ErrorClass, OperationError, Phase};
+use super::retry_error::{Lent, RetryError};
+use crate::classify::{AttemptTimedOut, Classify, ErrorClass, OperationError, Phase};
 use crate::error::{Error, ErrorKind};
 use crate::failure::{ErrorChain, Failure};
 use crate::metrics;
@@ -53,12 +56,21 @@ impl<'r> Run<'r> {
         self
     }
 
+    pub(crate) fn retrier(&self) -> &'r Retrier {
+        self.retrier
+    }
+
     fn label(&self) -> &str {
         &self.retrier.name
     }
 
     fn phase(&self) -> &'static str {
         self.retrier.phase.as_str()
+    }
+
+    /// The phase errors are classified in.
+    pub(crate) fn phase_kind(&self) -> Phase {
+        self.retrier.phase
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -71,9 +83,9 @@ impl<'r> Run<'r> {
         Fut: Future<Output = Result<T, E>>,
         E: OperationError,
     {
-        self.attempts += 1;
-        let began = Instant::now();
-        let outcome = match self.attempt_bound() {
+        let bound = self.bound();
+        let began = self.begin_attempt();
+        let outcome = match bound {
             None => attempt
                 .await
                 .map_err(|e| Failure::new(e, self.retrier.phase)),
@@ -82,27 +94,43 @@ impl<'r> Run<'r> {
                 Err(_) => Err(self.timed_out(bound)),
             },
         };
-        let outcome_label = match &outcome {
-            Ok(_) => "success",
-            Err(failure) => failure.class().as_str(),
-        };
-        metrics::attempt(self.label(), self.phase(), outcome_label, began.elapsed());
         match outcome {
             Ok(value) => {
+                self.record_attempt(began, "success");
                 self.succeeded();
                 Attempt::Succeeded(value)
             }
             Err(failure) => {
+                self.record_attempt(began, failure.class().as_str());
                 self.last_failure = Some(failure.clone());
                 Attempt::Failed(failure)
             }
         }
     }
 
+    /// Counts the try about to be made; returns when it began.
+    pub(crate) fn begin_attempt(&mut self) -> Instant {
+        self.attempts += 1;
+        Instant::now()
+    }
+
+    /// Records the outcome (`success`, `transient`, `permanent`) of the try begun at `began`.
+    pub(crate) fn record_attempt(&self, began: Instant, outcome: &'static str) {
+        metrics::attempt(self.label(), self.phase(), outcome, began.elapsed());
+    }
+
     /// The failure of a try cut short: [`AttemptTimedOut`] when `attempt_timeout` cut it; when
     /// the deadline did, the previous try's real error if there was one, since that says more
     /// about why the database is unavailable than "ran out of time".
-    fn timed_out(&self, bound: Duration) -> Failure {
+    pub(crate) fn timed_out(&self, bound: Duration) -> Failure {
+        self.cut(
+            bound,
+            Failure::new(AttemptTimedOut { timeout: bound }, self.retrier.phase),
+        )
+    }
+
+    /// Like [`Run::timed_out`], with `failure` saying how the try was cut.
+    pub(crate) fn cut(&self, bound: Duration, failure: Failure) -> Failure {
         let cut_by_deadline = self
             .retrier
             .policy
@@ -110,11 +138,12 @@ impl<'r> Run<'r> {
             .is_none_or(|timeout| bound < timeout);
         match &self.last_failure {
             Some(previous) if cut_by_deadline => previous.clone(),
-            _ => Failure::new(AttemptTimedOut { timeout: bound }, self.retrier.phase),
+            _ => failure,
         }
     }
 
-    fn attempt_bound(&self) -> Option<Duration> {
+    /// How long the next try may take: `attempt_timeout`, or less when the deadline is nearer.
+    pub(crate) fn bound(&self) -> Option<Duration> {
         let left = self
             .deadline
             .map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -147,26 +176,37 @@ impl<'r> Run<'r> {
         }
     }
 
-    /// After a failed try: gives up with the final error, or sleeps `delay` so the caller can
-    /// try again.
-    ///
-    /// When `delay` would reach the deadline, one last try is made shortly before it instead
-    /// (sleeping until `deadline - min(left / 2, 250 ms)`), so that a caller is not given up on
-    /// long before its deadline just because the next backoff step is long.
-    pub(crate) async fn settle(&mut self, failure: Failure, delay: Duration) -> Result<(), Error> {
-        let delay = match self.check_continue_quietly(&failure, delay) {
-            Ok(()) => delay,
-            Err(error) => match error.kind() {
-                ErrorKind::Timeout => match self.last_try_before_deadline() {
-                    Some(shorter) => shorter,
-                    None => return Err(self.announce_give_up(error)),
-                },
-                _ => return Err(self.announce_give_up(error)),
-            },
+    /// After a failed try of an operation: the delay before the next try, or why to stop —
+    /// the policy's rules, then the retry budget. When `delay` would reach the deadline, one
+    /// last try is made shortly before it instead (sleeping until
+    /// `deadline - min(left / 2, 250 ms)`), so that a caller is not given up on long before
+    /// its deadline just because the next backoff step is long.
+    pub(crate) fn next_try(
+        &mut self,
+        class: ErrorClass,
+        cause: &(dyn StdError + 'static),
+        delay: Duration,
+    ) -> Result<Duration, ErrorKind> {
+        let delay = match self.stop_kind(class, cause, delay) {
+            None => delay,
+            Some(ErrorKind::Timeout) => {
+                self.last_try_before_deadline().ok_or(ErrorKind::Timeout)?
+            }
+            Some(kind) => return Err(kind),
         };
+        if let Some(budget) = &self.retrier.budget
+            && !budget.withdraw()
+        {
+            return Err(ErrorKind::BudgetExhausted);
+        }
+        Ok(delay)
+    }
+
+    /// Announces the retry after `failure` and sleeps `delay`.
+    pub(crate) async fn retry_after(&mut self, failure: Failure, delay: Duration) {
         self.announce_retry(&failure, delay);
+        self.last_failure = Some(failure);
         tokio::time::sleep(delay).await;
-        Ok(())
     }
 
     /// The sleep before a last try squeezed in before the deadline, once per run, if enough
@@ -190,21 +230,46 @@ impl<'r> Run<'r> {
     }
 
     fn check_continue_quietly(&self, failure: &Failure, delay: Duration) -> Result<(), Error> {
-        let kind = if failure.class() == ErrorClass::Permanent {
-            match self.retrier.phase {
-                Phase::Connect => ErrorKind::Connection,
-                _ => ErrorKind::Query,
-            }
+        match self.stop_kind(failure.class(), failure.cause(), delay) {
+            None => Ok(()),
+            Some(kind) => Err(self.final_error(kind, Some(failure))),
+        }
+    }
+
+    /// Why to stop after a failure of `class` when the next try would come after `delay`, if
+    /// the policy says so.
+    fn stop_kind(
+        &self,
+        class: ErrorClass,
+        cause: &(dyn StdError + 'static),
+        delay: Duration,
+    ) -> Option<ErrorKind> {
+        if class == ErrorClass::Permanent {
+            Some(self.permanent_kind(cause))
         } else if self.attempts >= self.retrier.policy.max_attempts {
-            ErrorKind::RetryExhausted
+            Some(ErrorKind::RetryExhausted)
         } else if self.deadline.is_some_and(|d| {
             crate::time::later(Instant::now(), delay.saturating_add(TIMER_GRANULARITY)) >= d
         }) {
-            ErrorKind::Timeout
+            Some(ErrorKind::Timeout)
         } else {
-            return Ok(());
-        };
-        Err(self.final_error(kind, Some(failure)))
+            None
+        }
+    }
+
+    /// A permanent failure is a connection error when connecting, or when the operation failed
+    /// on a pool's permanent connect error (a `get()` inside it); otherwise a query error.
+    fn permanent_kind(&self, cause: &(dyn StdError + 'static)) -> ErrorKind {
+        let connecting = self.retrier.phase == Phase::Connect
+            || chain(cause).any(|e| {
+                e.downcast_ref::<Error>()
+                    .is_some_and(|inner| inner.kind() == ErrorKind::Connection)
+            });
+        if connecting {
+            ErrorKind::Connection
+        } else {
+            ErrorKind::Query
+        }
     }
 
     pub(crate) fn announce_retry(&self, failure: &Failure, delay: Duration) {
@@ -236,11 +301,24 @@ impl<'r> Run<'r> {
         self.announce_give_up(self.final_error(kind, failure))
     }
 
+    /// The final error with the operation's own error lent to it as the last cause, for the
+    /// log and the give-up hook, and handed back by value.
+    pub(crate) fn give_up_with<E>(&self, kind: ErrorKind, own: E) -> RetryError<E>
+    where
+        E: Classify + StdError + Send + Sync + 'static,
+    {
+        let own = Arc::new(own);
+        let failure = Failure::new(Lent(own.clone()), self.retrier.phase);
+        let error = self.give_up(kind, Some(&failure));
+        drop(failure);
+        RetryError::new(error, Some(own))
+    }
+
     fn final_error(&self, kind: ErrorKind, failure: Option<&Failure>) -> Error {
         Error::new(kind, self.attempts, self.start.elapsed(), failure.cloned())
     }
 
-    fn announce_give_up(&self, error: Error) -> Error {
+    pub(crate) fn announce_give_up(&self, error: Error) -> Error {
         let kind = error.kind();
         metrics::give_up(self.label(), self.phase(), kind.give_up_reason());
         tracing::error!(
@@ -262,6 +340,15 @@ impl<'r> Run<'r> {
 /// tokio's timers round a sleep up to the next millisecond: a try planned just before the
 /// deadline could otherwise start at it, with no time left.
 const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+
+/// An error and its sources.
+pub(crate) fn chain<'e>(
+    error: &'e (dyn StdError + 'static),
+) -> impl Iterator<Item = &'e (dyn StdError + 'static)> {
+    std::iter::successors(Some(error), |e: &&'e (dyn StdError + 'static)| {
+        (*e).source()
+    })
+}
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

@@ -17,7 +17,10 @@ fn denied() -> io::Error {
 }
 
 /// Runs an operation that fails transiently `failures` times, recording when each try began.
-async fn run_failing(retrier: &Retrier, failures: usize) -> (Result<usize, Error>, Vec<Duration>) {
+async fn run_failing(
+    retrier: &Retrier,
+    failures: usize,
+) -> (Result<usize, RetryError<io::Error>>, Vec<Duration>) {
     let start = Instant::now();
     let tries = Arc::new(Mutex::new(Vec::new()));
     let result = retrier
@@ -76,8 +79,9 @@ async fn exhausted_retries_report_attempts_elapsed_and_last_cause() {
     assert_eq!(error.kind(), ErrorKind::RetryExhausted);
     assert_eq!(error.attempts(), 5);
     assert_eq!(error.elapsed(), Duration::from_millis(1500));
-    assert_eq!(error.class(), Some(ErrorClass::Transient));
+    assert_eq!(error.error().class(), Some(ErrorClass::Transient));
     let cause = error
+        .error()
         .find_cause::<io::Error>()
         .expect("the io error is the cause");
     assert_eq!(cause.kind(), io::ErrorKind::ConnectionRefused);
@@ -120,6 +124,10 @@ async fn permanent_error_while_connecting_is_a_connection_error() {
             .to_string()
             .starts_with("cannot connect to the database (permanent error, not retried)")
     );
+    assert_eq!(
+        error.into_operation_error().unwrap().kind(),
+        io::ErrorKind::PermissionDenied
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -157,7 +165,14 @@ async fn attempt_timeout_bounds_a_hung_try_and_counts_as_transient() {
     assert_eq!(error.attempts(), 3);
     // 3 tries of 2 s plus sleeps of 0.1 and 0.2 s.
     assert_eq!(start.elapsed(), Duration::from_millis(6300));
-    let cause = error.find_cause::<crate::AttemptTimedOut>().unwrap();
+    assert!(
+        error.operation_error().is_none(),
+        "a cut try has no error of its own"
+    );
+    let cause = error
+        .error()
+        .find_cause::<crate::AttemptTimedOut>()
+        .unwrap();
     assert_eq!(cause.timeout, Duration::from_secs(2));
 }
 
@@ -215,6 +230,168 @@ async fn hooks_see_each_retry_the_give_up_and_the_success() {
     );
     assert_eq!(log.last().unwrap(), "give up: retry_exhausted");
     assert_eq!(log.len(), 3 + 4 + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_operations_own_error_comes_back_by_value_and_converts_with_question_mark() {
+    #[derive(Debug, thiserror::Error)]
+    enum AppError {
+        #[error("no such account")]
+        NoSuchAccount,
+        #[error(transparent)]
+        Retry(#[from] Error),
+    }
+    impl Classify for AppError {
+        fn classify(&self, phase: Phase) -> ErrorClass {
+            match self {
+                Self::NoSuchAccount => ErrorClass::Permanent,
+                Self::Retry(e) => e.classify(phase),
+            }
+        }
+    }
+    impl From<RetryError<AppError>> for AppError {
+        fn from(error: RetryError<AppError>) -> Self {
+            error.into_inner()
+        }
+    }
+    async fn caller(retrier: &Retrier) -> Result<(), AppError> {
+        retrier
+            .run(|| async { Err(AppError::NoSuchAccount) })
+            .await?;
+        Ok(())
+    }
+    let retrier = Retrier::new(RetryPolicy::default());
+    assert!(matches!(
+        caller(&retrier).await,
+        Err(AppError::NoSuchAccount)
+    ));
+
+    // Into this crate's error, the operation's error as the cause; and out of a hook's view.
+    async fn erased(retrier: &Retrier) -> Result<(), Error> {
+        retrier.run(|| async { Err(denied()) }).await?;
+        Ok(())
+    }
+    let error = erased(&retrier).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Query);
+    assert_eq!(
+        error.find_cause::<io::Error>().unwrap().kind(),
+        io::ErrorKind::PermissionDenied
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_give_up_hook_that_keeps_the_error_still_sees_the_cause_and_leaves_it_by_reference() {
+    let kept = Arc::new(Mutex::new(None));
+    let keep = kept.clone();
+    let retrier = Retrier::new(RetryPolicy::default())
+        .on_give_up(move |error| *keep.lock().unwrap() = Some(error.clone()));
+    let error = retrier
+        .run(|| async { Err::<(), _>(denied()) })
+        .await
+        .unwrap_err();
+    let seen = kept.lock().unwrap().clone().unwrap();
+    assert!(seen.find_cause::<io::Error>().is_some(), "{seen:?}");
+    assert_eq!(
+        error.operation_error().unwrap().kind(),
+        io::ErrorKind::PermissionDenied
+    );
+    // The hook still shares it: it comes back inside the crate's error.
+    let shared = error.into_operation_error().unwrap_err();
+    assert!(shared.find_cause::<io::Error>().is_some());
+    // Without the hook's clone it comes back by value.
+    drop(kept.lock().unwrap().take());
+    let error = retrier
+        .run(|| async { Err::<(), _>(denied()) })
+        .await
+        .unwrap_err();
+    drop(kept.lock().unwrap().take());
+    assert!(error.into_operation_error().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn boxed_errors_run_through_run_boxed_and_come_back_as_the_cause() {
+    let error = Retrier::new(RetryPolicy::default())
+        .run_boxed(|| async {
+            Err::<(), Box<dyn std::error::Error + Send + Sync>>(Box::new(denied()))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Query);
+    assert_eq!(error.attempts(), 1);
+    assert!(error.find_cause::<io::Error>().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_connect_error_met_inside_an_operation_is_a_connection_error() {
+    let inner = Retrier::new(RetryPolicy::default())
+        .phase(Phase::Connect)
+        .run(|| async { Err::<(), _>(denied()) })
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    let error = Retrier::new(RetryPolicy::default())
+        .run(|| {
+            let inner = inner.clone();
+            async move { Err::<(), _>(inner) }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connection);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrapped_permanent_open_error_reads_as_a_connection_error_with_its_hint_once() {
+    let missing = std::env::temp_dir().join("dbretry-no-such-dir/x/db.sqlite3");
+    let open = || {
+        let missing = missing.clone();
+        async move { rusqlite::Connection::open(missing).map(drop) }
+    };
+    let inner = Retrier::new(RetryPolicy::default())
+        .phase(Phase::Connect)
+        .run(open)
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    let error = Retrier::new(RetryPolicy::default())
+        .run(|| {
+            let inner = inner.clone();
+            async move { Err::<(), _>(inner) }
+        })
+        .await
+        .map_err(Error::from)
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Connection);
+    let message = error.to_string();
+    let hint = "check that the directory exists";
+    assert_eq!(message.matches(hint).count(), 1, "{message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_budget_refuses_retries_past_its_share_but_never_first_attempts() {
+    let budget = RetryBudget::new(0.1, 0, Duration::from_secs(60)).unwrap();
+    let policy = RetryPolicy::builder()
+        .initial_delay(Duration::ZERO)
+        .max_attempts(5)
+        .build()
+        .unwrap();
+    let retrier = Retrier::new(policy).budget(budget);
+    let mut first_attempts = 0;
+    let mut tries = 0;
+    let mut refused = 0;
+    for _ in 0..100 {
+        let (result, made) = run_failing(&retrier, usize::MAX).await;
+        first_attempts += 1;
+        tries += made.len();
+        if result.unwrap_err().kind() == ErrorKind::BudgetExhausted {
+            refused += 1;
+        }
+    }
+    let retries = tries - first_attempts;
+    // 10 % of 100 first attempts: 10 retries in all, every first attempt made.
+    assert_eq!(retries, 10);
+    assert_eq!(first_attempts, 100);
+    // Every run ended on the budget: none had its 4 retries.
+    assert_eq!(refused, 100);
 }
 
 proptest! {

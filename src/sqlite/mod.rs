@@ -10,12 +10,32 @@ pub use self::options::{InitHook, SqliteOptions};
 
 /// Makes a returning connection safe to hand out again: rolls back a transaction its last
 /// user left open, then checks it answers.
+///
+/// The check does not wait for a lock: since SQLite 3.5x even `SELECT 1` reads the schema,
+/// and so waits `busy_timeout` (then fails) while another connection holds an exclusive
+/// lock — which would stall every checkout, and discard the connection, during a long write.
+/// A connection that answers "locked" works; the lock is someone else's.
 #[cfg_attr(not(pools), allow(dead_code))]
 pub(crate) fn reset_and_ping(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     if !conn.is_autocommit() {
         conn.execute_batch("ROLLBACK")?;
     }
-    conn.query_row("SELECT 1", [], |_| Ok(()))
+    let configured: i64 = conn
+        .prepare_cached("PRAGMA busy_timeout")?
+        .query_row([], |row| row.get(0))?;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let pinged = conn
+        .prepare_cached("SELECT 1")
+        .and_then(|mut statement| statement.query_row([], |_| Ok(())));
+    conn.busy_timeout(std::time::Duration::from_millis(
+        u64::try_from(configured).unwrap_or(0),
+    ))?;
+    match pinged {
+        Err(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// What opening or checking an SQLite connection fails with: the SQLite error, or an

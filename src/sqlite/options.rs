@@ -26,7 +26,9 @@ pub type InitHook = Arc<dyn Fn(&mut Connection) -> rusqlite::Result<()> + Send +
 /// How long a connection waits on another's lock is SQLite's `busy_timeout`, per statement;
 /// the retry policy only adds its own waits where it says so: opening (which includes
 /// switching to WAL, done with no busy wait so that the policy's schedule is the only wait)
-/// and operations you run through a [`Retrier`](crate::Retrier).
+/// and operations you run through a [`Retrier`](crate::Retrier) — whose transaction helper
+/// cuts each try's `busy_timeout` to what is left of the try's bound, so the two never stack
+/// past the deadline. Checking a pooled connection never waits on another's lock.
 #[derive(Clone)]
 pub struct SqliteOptions {
     path: PathBuf,
@@ -72,7 +74,9 @@ impl SqliteOptions {
         self
     }
 
-    /// Switch the database to write-ahead logging (once per pool; the mode is persistent).
+    /// Switch the database to write-ahead logging (once per pool; the mode is persistent). A
+    /// database the pool may only read (read-only flags or a read-only file) is left in its
+    /// journal mode, with a warning, and serves reads.
     #[must_use]
     pub fn wal(mut self, on: bool) -> Self {
         self.wal = on;
@@ -106,11 +110,7 @@ impl SqliteOptions {
     pub fn open(&self) -> rusqlite::Result<Connection> {
         let mut conn = Connection::open_with_flags(&self.path, self.flags)?;
         if self.wal && !self.wal_switched.load(Ordering::Acquire) {
-            conn.busy_timeout(Duration::ZERO)?;
-            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                tracing::warn!(target: "dbretry", journal_mode = %mode, "SQLite database cannot use WAL");
-            }
+            self.switch_to_wal(&conn)?;
             self.wal_switched.store(true, Ordering::Release);
         }
         conn.busy_timeout(self.busy_timeout)?;
@@ -121,6 +121,41 @@ impl SqliteOptions {
             init(&mut conn)?;
         }
         Ok(conn)
+    }
+}
+
+impl SqliteOptions {
+    /// Switches the database to WAL with no busy wait (the policy's schedule is the only
+    /// wait). A database this connection may only read (opened read-only, or a read-only
+    /// file) keeps its journal mode: it still serves reads.
+    fn switch_to_wal(&self, conn: &Connection) -> rusqlite::Result<()> {
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            tracing::warn!(
+                target: "dbretry",
+                path = %self.path.display(),
+                "SQLite database is read-only: not switching it to WAL"
+            );
+            return Ok(());
+        }
+        conn.busy_timeout(Duration::ZERO)?;
+        let switched = conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        });
+        match switched {
+            Ok(mode) if !mode.eq_ignore_ascii_case("wal") => {
+                tracing::warn!(target: "dbretry", journal_mode = %mode, "SQLite database cannot use WAL");
+            }
+            Ok(_) => {}
+            Err(error) if error.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
+                tracing::warn!(
+                    target: "dbretry",
+                    path = %self.path.display(),
+                    "SQLite database is read-only: not switching it to WAL"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(())
     }
 }
 

@@ -276,11 +276,8 @@ fn postgres_config_errors_keep_deadpool_postgres_variants_and_hide_secrets() {
             "leaked: {text}"
         );
     }
-    assert!(
-        texts[0].starts_with("invalid `url` = (not shown)"),
-        "{}",
-        texts[0]
-    );
+    // What is wrong, in words of dbretry's own (the driver's can quote the URL).
+    assert_eq!(texts[0], "invalid `url`: invalid value for option `sslmode`");
     // dbretry's own settings are checked up front, named.
     let bad_retry = Config {
         url: Some("postgres://u@h/db".into()),

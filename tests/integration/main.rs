@@ -19,6 +19,7 @@ mod load;
 mod metrics;
 mod ops_rules;
 mod panic_free;
+mod retry_budget;
 mod secrets;
 mod secrets_cli;
 mod service_example;
@@ -27,3 +28,5 @@ mod support;
 #[cfg(feature = "tls-rustls")]
 mod tls;
 mod topology;
+mod transactions_postgres;
+mod transactions_sqlite;

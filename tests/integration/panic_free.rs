@@ -123,6 +123,7 @@ async fn run_script(policy: RetryPolicy, script: Vec<Try>) -> Result<u32, dbretr
             }
         })
         .await
+        .map_err(dbretry::Error::from)
 }
 
 /// A policy and a script for it: tries that hang only when something bounds a try, and a

@@ -119,7 +119,7 @@ async fn a_writer_blocked_past_busy_timeout_is_retried_until_the_lock_is_release
     let retrier = Retrier::new(policy).on_retry(move |_| {
         counted.fetch_add(1, Ordering::Relaxed);
     });
-    let inserted = retrier.run(|| insert(&pool)).await.unwrap();
+    let inserted = retrier.run_boxed(|| insert(&pool)).await.unwrap();
     holder.join().unwrap();
     assert_eq!(inserted, 1);
     assert!(
@@ -141,7 +141,7 @@ async fn a_writer_blocked_past_the_deadline_fails_with_the_busy_cause_and_attemp
         .build()
         .unwrap();
     let error = Retrier::new(policy)
-        .run(|| insert(&pool))
+        .run_boxed(|| insert(&pool))
         .await
         .unwrap_err();
     holder.join().unwrap();

@@ -66,8 +66,8 @@ pub(crate) async fn check(target: &Target, policy: &RetryPolicy, tls: &Tls) -> O
         .on_success(move |event| attempts.store(event.attempts, Ordering::Relaxed));
     let started = tokio::time::Instant::now();
     let result = match &database {
-        Database::Postgres(config) => retrier.run(|| tls.ping(config)).await,
-        Database::Sqlite(path) => retrier.run(|| ping_sqlite(path.clone())).await,
+        Database::Postgres(config) => retrier.run_boxed(|| tls.ping(config)).await,
+        Database::Sqlite(path) => retrier.run_boxed(|| ping_sqlite(path.clone())).await,
     };
     outcome.elapsed = started.elapsed();
     match result {
