@@ -37,6 +37,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .initial_delay(Duration::from_millis(50))
         .max_delay(Duration::from_millis(400))
         .max_elapsed(Duration::from_secs(10))
+        // The example's choices give way to any DB_RETRY_* variable, even one that would
+        // conflict with them (a larger initial delay than the example's max_delay).
+        .as_defaults()
         .merge(RetryConfig::from_env()?)
         .build()?;
     println!("retry policy: {policy:?}\n");

@@ -81,6 +81,9 @@ async fn main() -> Result<(), BoxError> {
         .max_attempts(u32::MAX)
         .max_delay(Duration::from_millis(250))
         .max_elapsed(Duration::from_secs(10))
+        // The example's choices give way to any DB_RETRY_* variable, even one that would
+        // conflict with them (a larger initial delay than the example's max_delay).
+        .as_defaults()
         .merge(RetryConfig::from_env()?)
         .build()?;
     let drain_delay = match std::env::var("DRAIN_DELAY_SECS") {

@@ -65,7 +65,7 @@ pub type Connection = Object;
 /// let from_file: Config = toml::from_str("path = 'app.sqlite3'\nbusy_timeout = 2.5\nwal = true")?;
 /// # Ok::<(), toml::de::Error>(())
 /// ```
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(remote = "Self", default)]
 pub struct Config {
     /// The database file.
@@ -81,6 +81,23 @@ pub struct Config {
     pub wal: bool,
     /// The pool's name (its metrics' `pool` label). Default `default`.
     pub name: Option<String>,
+}
+
+impl fmt::Debug for Config {
+    /// The path with the values of key parameters (`?key=…` in a URI filename) hidden.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "path",
+                &crate::redact::redact_sqlite_path(&self.path.to_string_lossy()),
+            )
+            .field("pool", &self.pool)
+            .field("retry", &self.retry)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("wal", &self.wal)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// An invalid retry setting or `busy_timeout`, named. (deadpool-sqlite's is `Infallible`: it
@@ -140,9 +157,16 @@ impl Config {
         let policy = self.get_retry_config()?.build()?;
         let mut options = SqliteOptions::new(&self.path).wal(self.wal);
         if let Some(secs) = self.busy_timeout {
-            let timeout = Duration::try_from_secs_f64(secs).map_err(|_| {
-                ConfigError::new("`busy_timeout`", secs, "a finite number of seconds ≥ 0")
-            })?;
+            let timeout = Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|timeout| *timeout <= SqliteOptions::MAX_BUSY_TIMEOUT)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "`busy_timeout`",
+                        secs,
+                        "a number of seconds ≥ 0 and at most 2147483.647 (SQLite's limit)",
+                    )
+                })?;
             options = options.busy_timeout(timeout);
         }
         let mut builder = Manager::builder(options).policy(policy).runtime(runtime);

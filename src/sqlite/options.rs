@@ -67,12 +67,16 @@ impl SqliteOptions {
     }
 
     /// How long a statement waits on another connection's lock before failing with
-    /// `SQLITE_BUSY`.
+    /// `SQLITE_BUSY`; at most [`SqliteOptions::MAX_BUSY_TIMEOUT`] (SQLite counts it in
+    /// milliseconds in a C `int`), longer values are cut to it.
     #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
+        self.busy_timeout = timeout.min(Self::MAX_BUSY_TIMEOUT);
         self
     }
+
+    /// The longest `busy_timeout` SQLite takes: `i32::MAX` milliseconds (about 24.8 days).
+    pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
     /// Switch the database to write-ahead logging (once per pool; the mode is persistent). A
     /// database the pool may only read (read-only flags or a read-only file) is left in its
