@@ -277,7 +277,10 @@ fn postgres_config_errors_keep_deadpool_postgres_variants_and_hide_secrets() {
         );
     }
     // What is wrong, in words of dbretry's own (the driver's can quote the URL).
-    assert_eq!(texts[0], "invalid `url`: invalid value for option `sslmode`");
+    assert_eq!(
+        texts[0],
+        "invalid `url`: invalid value for option `sslmode`"
+    );
     // dbretry's own settings are checked up front, named.
     let bad_retry = Config {
         url: Some("postgres://u@h/db".into()),

@@ -239,11 +239,12 @@ async fn role(client: &tokio_postgres::Client) -> (bool, u16) {
     (row.get(0), u16::try_from(row.get::<_, i32>(1)).unwrap())
 }
 
-/// One Patroni cluster through a switchover, then a failover, with dbretry's deadpool and
+/// One Patroni cluster through a switchover, a failover and a crash, with dbretry's deadpool and
 /// bb8 pools on a multi-host `target_session_attrs=read-write` configuration and a deadpool
 /// pool through HAProxy — the CI smoke set (about half a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_patroni_switchover_and_failover_cost_no_checkout_error_and_leave_no_read_only_session() {
+async fn a_patroni_switchover_failover_and_crash_cost_no_checkout_error_and_leave_no_read_only_session()
+ {
     let mut cluster = PatroniCluster::start().await;
     let haproxy = HaProxy::start(&cluster).await;
     let first_leader = cluster.leader().await;
@@ -321,6 +322,32 @@ async fn a_patroni_switchover_and_failover_cost_no_checkout_error_and_leave_no_r
     .await;
     assert_on_leader("bb8 after the failover", &cluster, || async {
         role(&bb8_pool.get().await.unwrap()).await
+    })
+    .await;
+
+    // Crash: the leader's postmaster killed; Patroni restarts it in place (crash recovery).
+    let crashed = Instant::now();
+    let leader = cluster.leader().await;
+    cluster.crash_postmaster(leader);
+    cluster.wait_until_healthy().await;
+    println!(
+        "crash: the cluster was healthy again {:?} after the kill",
+        crashed.elapsed()
+    );
+    let before = (
+        on_deadpool.ok().await,
+        on_bb8.ok().await,
+        on_haproxy.ok().await,
+    );
+    on_deadpool.wait_for_more_than(before.0, budget).await;
+    on_bb8.wait_for_more_than(before.1, budget).await;
+    on_haproxy.wait_for_more_than(before.2, budget).await;
+    println!(
+        "crash: every pool served again {:?} after the kill",
+        crashed.elapsed()
+    );
+    assert_on_leader("deadpool after the crash", &cluster, || async {
+        role(&deadpool_pool.get().await.unwrap()).await
     })
     .await;
 
