@@ -60,6 +60,7 @@ impl PoolEvents {
 
     /// A live connection ended with an error (the server terminated it, the network cut it):
     /// logged and recorded, since no caller may be there to see it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn connection_closed_with<E: OperationError>(&self, error: E) -> Failure {
         let failure = Failure::new(error, Phase::Operation);
         metrics::connection_closed(&self.name, failure.class().as_str());

@@ -57,6 +57,7 @@ pub struct PoolContext(pub(crate) Arc<PoolShared>);
 impl PoolContext {
     /// A live connection ended with an error: recorded, and the pool checks the database
     /// before reconnecting in bulk (unless the error was a permanent one: the server is up).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn connection_ended_with<E: OperationError>(&self, error: E) {
         let failure = self.0.events.connection_closed_with(error);
         if failure.class().is_transient() {

@@ -66,6 +66,7 @@ impl SilentPeers {
     }
 
     /// Whether a connection last alive at `last_alive` was idle when a peer last went silent.
+    #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
     pub(crate) fn suspects(&self, last_alive: Instant) -> bool {
         self.lock().is_some_and(|seen| last_alive < seen)
     }

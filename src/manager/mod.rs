@@ -121,10 +121,13 @@ impl PoolShared {
 
 /// A dbretry manager — any [`RetryingManager`] — that the pool wrappers
 /// ([`dbretry::bb8::Pool`](crate), [`dbretry::deadpool::Pool`](crate)) can wrap. Sealed.
+#[cfg(any(feature = "deadpool", feature = "bb8"))]
 pub trait PoolManager: sealed::HasContext {}
 
+#[cfg(any(feature = "deadpool", feature = "bb8"))]
 impl<B> PoolManager for RetryingManager<B> {}
 
+#[cfg(any(feature = "deadpool", feature = "bb8"))]
 pub(crate) mod sealed {
     use super::{PoolContext, RetryingManager};
 
@@ -170,6 +173,7 @@ impl<B> RetryingManager<B> {
         self.shared.0.gate.retrier().policy()
     }
 
+    #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
     pub(crate) fn pool_shared(&self) -> &PoolShared {
         &self.shared.0
     }
@@ -193,6 +197,7 @@ impl<B: Backend> RetryingManager<B> {
     }
 
     /// The round trip that proves a connection works, within the check bound.
+    #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
     pub(crate) async fn ping(&self, connection: &mut B::Connection) -> Result<(), Error> {
         check_within(self.shared.0.check_bound(), B::ping(connection)).await
     }

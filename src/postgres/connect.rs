@@ -38,6 +38,7 @@ where
 {
 }
 
+#[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
 pub(crate) type ConnectFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(Client, JoinHandle<()>), ConnectError>> + Send + 'a>>;
 
@@ -152,6 +153,7 @@ where
 }
 
 /// A TLS connector with its type erased, so that deadpool's manager need not be generic.
+#[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
 pub(crate) trait ErasedTls: Send + Sync {
     fn connect<'a>(&'a self, config: &'a Config, pool: &'a PoolContext) -> ConnectFuture<'a>;
 }

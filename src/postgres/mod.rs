@@ -12,7 +12,11 @@ pub(crate) mod pgbouncer;
 
 pub use self::classify::classify_sqlstate;
 #[cfg(pools)]
-pub(crate) use self::connect::{ConnectError, ErasedTls, connect_with};
+pub(crate) use self::connect::ConnectError;
+#[cfg(all(pools, feature = "deadpool"))]
+pub(crate) use self::connect::ErasedTls;
+#[cfg(all(pools, feature = "bb8"))]
+pub(crate) use self::connect::connect_with;
 pub use self::connect::{MakeTls, ServerTurnedReadOnly};
 pub use self::dead_peer::DeadPeerDetection;
 #[cfg(pools)]
