@@ -1,15 +1,17 @@
 //! Checkout cost counted in CPU instructions, which do not depend on the machine's load:
 //! `get()` + drop of a pooled connection (no query) on one task, on a warm pool of 4, for
 //! plain deadpool-postgres and dbretry's deadpool manager (both `RecyclingMethod::Fast`) and
-//! plain bb8-postgres and `dbretry::bb8::Pool` (both `test_on_check_out(false)`).
+//! plain bb8-postgres and `dbretry::bb8::Pool` (both `test_on_check_out(false)`), and the two
+//! bb8 pools with bb8's default `test_on_check_out(true)`: a ping on every checkout, whose I/O
+//! runs on the other runtime (counted: the checkout's own work around the ping).
 //!
 //! ```text
-//! cargo bench --bench checkout_instructions --all-features            # all four pools
+//! cargo bench --bench checkout_instructions --all-features            # every pool kind
 //! cargo bench --bench checkout_instructions --all-features -- bb8     # pools named *bb8*
 //! ```
 //!
-//! On main (2026-12) it printed this, twice and beside six CPU burners alike (but for the
-//! last figure, see below):
+//! Before the reliability work (2026-12, first landing), the four untested kinds printed
+//! this, twice and beside six CPU burners alike (but for the last figure, see below):
 //!
 //! ```text
 //!   deadpool-postgres    1617.0   (totals 1320 / 80849481)
@@ -17,6 +19,21 @@
 //!   bb8-postgres         1482.0   (totals 1320 / 74101320)
 //!   dbretry bb8          3142.9  2.12x   (totals 1320 / 157144506)
 //! ```
+//!
+//! and after it (2026-12-01):
+//!
+//! ```text
+//!   deadpool-postgres    1631.0
+//!   dbretry deadpool (Fast)   1659.9  1.02x
+//!   dbretry deadpool (default)   1789.9  1.10x
+//!   bb8-postgres         1480.0
+//!   dbretry bb8          1849.0  1.25x
+//!   bb8-postgres (tested)   7369.9
+//!   dbretry bb8 (tested)   8993.9  1.22x
+//! ```
+//!
+//! The tested kinds' figures vary by a few instructions from run to run (the ping's I/O
+//! interleaves with the other runtime).
 //!
 //! The driver (this binary without `--measure`) starts one throwaway PostgreSQL cluster and,
 //! for each pool kind, runs this binary again in `--measure` mode under
@@ -27,9 +44,9 @@
 //! not PostgreSQL, not the pool's set-up, connects and warm-up. What the two runs share
 //! (entering the runtime, the first poll) cancels out in the difference.
 //!
-//! Deterministic: the measured loop runs on a current-thread runtime with tokio's clock
-//! paused, so timer bookkeeping does not depend on elapsed time; the connections' I/O lives
-//! on another runtime's thread, idle while measuring.
+//! Deterministic for the untested kinds: the measured loop runs on a current-thread runtime
+//! with tokio's clock paused, so timer bookkeeping does not depend on elapsed time; the
+//! connections' I/O lives on another runtime's thread, idle while measuring.
 //! The same build gives the same counts, loaded machine or not; a different compiler or
 //! dependency version gives different ones. One exception: a `tokio::select!` without
 //! `biased;` in the measured path polls its branches in a random order, which moves the
@@ -63,12 +80,14 @@ const URL_VAR: &str = "DBRETRY_BENCH_PG_URL";
 const MEASURED_FN: &str = "checkout_instructions::measured_checkouts";
 
 /// The pool kinds, in the order printed; each dbretry pool follows its plain peer.
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 7] = [
     Kind::PlainDeadpool,
     Kind::OursDeadpoolFast,
     Kind::OursDeadpool,
     Kind::PlainBb8,
     Kind::OursBb8,
+    Kind::PlainBb8Tested,
+    Kind::OursBb8Tested,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +99,10 @@ enum Kind {
     OursDeadpool,
     PlainBb8,
     OursBb8,
+    /// bb8-postgres with bb8's default: a ping on every checkout.
+    PlainBb8Tested,
+    /// `dbretry::bb8::Pool` with bb8's default: a ping on every checkout.
+    OursBb8Tested,
 }
 
 impl Kind {
@@ -91,6 +114,8 @@ impl Kind {
             Kind::OursDeadpool => "dbretry deadpool (default)",
             Kind::PlainBb8 => "bb8-postgres",
             Kind::OursBb8 => "dbretry bb8",
+            Kind::PlainBb8Tested => "bb8-postgres (tested)",
+            Kind::OursBb8Tested => "dbretry bb8 (tested)",
         }
     }
 
@@ -102,6 +127,8 @@ impl Kind {
             Kind::OursDeadpool => "dbretry-deadpool",
             Kind::PlainBb8 => "plain-bb8",
             Kind::OursBb8 => "dbretry-bb8",
+            Kind::PlainBb8Tested => "plain-bb8-tested",
+            Kind::OursBb8Tested => "dbretry-bb8-tested",
         }
     }
 
@@ -110,7 +137,22 @@ impl Kind {
         match self {
             Kind::OursDeadpool | Kind::OursDeadpoolFast => Some(Kind::PlainDeadpool),
             Kind::OursBb8 => Some(Kind::PlainBb8),
+            Kind::OursBb8Tested => Some(Kind::PlainBb8Tested),
             _ => None,
+        }
+    }
+
+    /// Whether every checkout pings the server (bb8's `test_on_check_out`).
+    fn tested(self) -> bool {
+        matches!(self, Kind::PlainBb8Tested | Kind::OursBb8Tested)
+    }
+
+    /// Checkouts in the measured run: fewer where each one waits for a round trip.
+    fn checkouts(self) -> u64 {
+        if self.tested() {
+            CHECKOUTS / 10
+        } else {
+            CHECKOUTS
         }
     }
 
@@ -157,13 +199,13 @@ fn drive(filter: &[&str]) {
 
     println!(
         "checkout cost: instructions per get() + drop, warm pool of {POOL_SIZE}, one task \
-         (callgrind, {CHECKOUTS} checkouts minus 0)"
+         (callgrind, {CHECKOUTS} checkouts minus 0; 1/10 of them where tested)"
     );
     let mut per_checkout = Vec::new();
     for kind in selected {
         let none = instructions(&valgrind, &pg, out_dir.path(), kind, 0);
-        let many = instructions(&valgrind, &pg, out_dir.path(), kind, CHECKOUTS);
-        let cost = many.saturating_sub(none) as f64 / CHECKOUTS as f64;
+        let many = instructions(&valgrind, &pg, out_dir.path(), kind, kind.checkouts());
+        let cost = many.saturating_sub(none) as f64 / kind.checkouts() as f64;
         let ratio = kind
             .peer()
             .and_then(|peer| per_checkout.iter().find(|(k, _)| *k == peer))
@@ -259,19 +301,19 @@ impl Pool {
                         .unwrap(),
                 )
             }
-            Kind::PlainBb8 => Pool::PlainBb8(
+            Kind::PlainBb8 | Kind::PlainBb8Tested => Pool::PlainBb8(
                 bb8::Pool::builder()
                     .max_size(POOL_SIZE as u32)
-                    .test_on_check_out(false)
+                    .test_on_check_out(kind.tested())
                     .build(bb8_postgres::PostgresConnectionManager::new(config, NoTls))
                     .await
                     .unwrap(),
             ),
-            Kind::OursBb8 => Pool::OursBb8(
+            Kind::OursBb8 | Kind::OursBb8Tested => Pool::OursBb8(
                 dbretry::bb8::Pool::new(
                     bb8::Pool::builder()
                         .max_size(POOL_SIZE as u32)
-                        .test_on_check_out(false),
+                        .test_on_check_out(kind.tested()),
                     dbretry::bb8_postgres::PostgresConnectionManager::new(config, NoTls),
                 )
                 .await
@@ -361,9 +403,10 @@ fn measure(kind: Kind, checkouts: u64) {
         "{}: the pool is not warm",
         kind.name()
     );
+    // A paused clock would jump to the checks' time-outs while a ping is in flight.
     let measuring = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .start_paused(true)
+        .start_paused(!kind.tested())
         .build()
         .unwrap();
     measuring.block_on(checkout_loop(&pool, WARM_UP));

@@ -15,7 +15,11 @@
 //! * callers that have to wait are served first come, first served: bb8 wakes waiters
 //!   unfairly, which after an outage leaves some callers waiting seconds while others are
 //!   served again and again. A caller that finds an idle connection while nobody waits takes
-//!   it at once, at the cost of a plain bb8 checkout.
+//!   it at once, at the cost of a plain bb8 checkout;
+//! * the check on checkout (`test_on_check_out`, bb8's default) is made by [`Pool::get`]
+//!   rather than inside bb8: bounded by the check timeout and the caller's budget, and a
+//!   connection that fails it is closed and the next one tried, as bb8 would. The inner pool
+//!   is built with `test_on_check_out(false)`, so `inner().get()` skips the check.
 //!
 //! Everything else is bb8's own pool, reachable through `Deref`. If you keep a plain
 //! `bb8::Pool` instead (call sites unchanged, `TimedOut` errors), set `retry_connection(false)`
@@ -59,18 +63,24 @@ pub struct Pool<M: PoolManager + ManageConnection> {
 /// connection and returns it to the pool when dropped.
 pub type PooledConnection<'a, M> = bb8::PooledConnection<'a, M>;
 
-impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
+impl<B: Backend> Pool<RetryingManager<B>> {
     /// Builds the pool from a bb8 builder (your `max_size`, `min_idle`, … kept), with bb8's own
     /// connect retry off and, when the policy sets `max_elapsed`, that as `connection_timeout`.
     ///
     /// # Errors
     /// As `bb8::Builder::build`: the first connect error when `min_idle` connections cannot
     /// be opened.
-    pub async fn new(builder: bb8::Builder<M>, manager: M) -> Result<Self, Error> {
+    pub async fn new(
+        builder: bb8::Builder<RetryingManager<B>>,
+        manager: RetryingManager<B>,
+    ) -> Result<Self, Error> {
         let shared = crate::manager::sealed::HasContext::context(&manager)
             .0
             .clone();
-        let mut builder = builder.retry_connection(false);
+        // The check on checkout is made here (`get`), where it is bounded by the caller's
+        // budget and costs no more than bb8's own.
+        let test_on_check_out = settings_of(&builder, bb8::Pool::config).test_on_check_out;
+        let mut builder = builder.retry_connection(false).test_on_check_out(false);
         if let Some(budget) = shared.gate.retrier().policy().max_elapsed() {
             builder = builder.connection_timeout(budget);
         }
@@ -81,7 +91,7 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
             turns: Arc::new(Semaphore::new(config.max_size as usize)),
             budget: config.connection_timeout,
             turns_total: config.max_size as usize,
-            test_on_check_out: config.test_on_check_out,
+            test_on_check_out,
             waiting: Arc::default(),
             inner,
             shared,
@@ -96,8 +106,8 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
     /// # Errors
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) with the SQLSTATE for a permanent failure,
     /// [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) with the last cause.
-    pub async fn get(&self) -> Result<PooledConnection<'_, M>, Error> {
-        if !self.test_on_check_out && self.waiting.load(Ordering::Relaxed) == 0 {
+    pub async fn get(&self) -> Result<PooledConnection<'_, RetryingManager<B>>, Error> {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
             // One poll: an idle connection is taken at once; anything else waits its turn.
             let mut get = pin!(self.inner.get());
             let taken = std::future::poll_fn(|cx| match get.as_mut().poll(cx) {
@@ -106,43 +116,91 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
             })
             .await;
             if let Ok(connection) = taken {
-                return Ok(connection);
+                if !self.test_on_check_out {
+                    return Ok(connection);
+                }
+                let start = Instant::now();
+                if let Some(connection) = self.checked(connection, start).await {
+                    return Ok(connection);
+                }
+                return Box::pin(self.get_waiting(start)).await;
             }
         }
         // Boxed: the waiting path's state is large, and unboxed it would make every `get()`
         // future large — a copy of it on every checkout, fast path included.
-        Box::pin(self.get_waiting()).await
+        Box::pin(self.get_waiting(Instant::now())).await
     }
 
-    async fn get_waiting(&self) -> Result<PooledConnection<'_, M>, Error> {
-        let start = Instant::now();
+    /// `connection` if it passes the check bb8 would make (`test_on_check_out`), within what
+    /// is left of the budget of a `get()` begun at `start`; else it is closed.
+    async fn checked<'a>(
+        &self,
+        mut connection: PooledConnection<'a, RetryingManager<B>>,
+        start: Instant,
+    ) -> Option<PooledConnection<'a, RetryingManager<B>>> {
+        let deadline = crate::time::later(start, self.budget);
+        let check = B::ping(&mut connection);
+        match self.shared.check(None, Some(deadline), check).await {
+            Ok(()) => Some(connection),
+            Err(_) => {
+                crate::manager::discard(connection);
+                None
+            }
+        }
+    }
+
+    async fn get_waiting(
+        &self,
+        start: Instant,
+    ) -> Result<PooledConnection<'_, RetryingManager<B>>, Error> {
         let deadline = crate::time::later(start, self.budget);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = LeaveOnDrop(&self.waiting);
         // The turn orders the waiting only: it is given back once this caller has its
         // connection.
-        let _turn = match tokio::time::timeout_at(deadline, self.turns.acquire()).await {
-            Ok(Ok(turn)) => turn,
-            _ => return Err(self.timed_out(start)),
-        };
-        // bb8's own `connection_timeout` would start over here, after the wait for a turn.
-        let checkout = tokio::time::timeout_at(
-            deadline,
-            CHECKOUT_DEADLINE.scope(deadline, self.inner.get()),
-        );
-        tokio::select! {
-            biased;
-            checked_out = checkout => match checked_out {
-                Ok(Ok(connection)) => Ok(connection),
-                Ok(Err(RunError::User(error))) => Err(error),
-                Ok(Err(RunError::TimedOut)) | Err(_) => Err(self.timed_out(start)),
+        let (_turn, mut waited) = match self.turns.try_acquire() {
+            Ok(turn) => (turn, false),
+            Err(_) => match tokio::time::timeout_at(deadline, self.turns.acquire()).await {
+                Ok(Ok(turn)) => (turn, true),
+                _ => return Err(self.timed_out(start)),
             },
-            error = self.shared.give_ups.next_since(start) => Err(error),
+        };
+        loop {
+            let checkout = CHECKOUT_DEADLINE.scope(deadline, async {
+                if waited {
+                    // bb8's own `connection_timeout` starts over at each `get`.
+                    tokio::time::timeout_at(deadline, self.inner.get())
+                        .await
+                        .unwrap_or(Err(RunError::TimedOut))
+                } else {
+                    // bb8's `connection_timeout` is the budget, begun just now: one timer.
+                    self.inner.get().await
+                }
+            });
+            let connection = tokio::select! {
+                biased;
+                checked_out = checkout => match checked_out {
+                    Ok(connection) => connection,
+                    Err(RunError::User(error)) => return Err(error),
+                    Err(RunError::TimedOut) => return Err(self.timed_out(start)),
+                },
+                error = self.shared.give_ups.next_since(start) => return Err(error),
+            };
+            if !self.test_on_check_out {
+                return Ok(connection);
+            }
+            if let Some(connection) = self.checked(connection, start).await {
+                return Ok(connection);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timed_out(start));
+            }
+            waited = true;
         }
     }
 
     /// The underlying bb8 pool.
-    pub fn inner(&self) -> &bb8::Pool<M> {
+    pub fn inner(&self) -> &bb8::Pool<RetryingManager<B>> {
         &self.inner
     }
 
@@ -160,6 +218,18 @@ impl<M: PoolManager + ManageConnection<Error = Error>> Pool<M> {
         };
         self.shared.checkout_timed_out(start, pool)
     }
+}
+
+/// bb8's settings in `builder`, as `bb8::Pool::config` would report them (bb8 does not export
+/// the type by name; `config` names it).
+fn settings_of<M: ManageConnection, C>(
+    builder: &bb8::Builder<M>,
+    _config: fn(&bb8::Pool<M>) -> C,
+) -> C
+where
+    C: for<'b> From<&'b bb8::Builder<M>>,
+{
+    C::from(builder)
 }
 
 struct LeaveOnDrop<'a>(&'a AtomicUsize);
@@ -202,8 +272,9 @@ impl<B: Backend> HealthTarget for Pool<RetryingManager<B>> {
     fn ping(&self) -> PingFuture<'_> {
         Box::pin(async move {
             let mut connection = self.get().await?;
-            let bound = self.shared.check_bound();
-            crate::manager::check_within(bound, B::ping(&mut connection)).await
+            let now = Instant::now();
+            let bound = self.shared.check_bound(now, None);
+            crate::manager::check_within(now, bound, B::ping(&mut connection)).await
         })
     }
 

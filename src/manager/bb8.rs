@@ -5,6 +5,7 @@
 //! [`dbretry::bb8::Pool::get`](crate::bb8::Pool::get), through `GiveUps`: a connect made for
 //! one waiter ends that waiter, not every waiter.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,19 +34,37 @@ impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
     /// A ping bounded by the check timeout, the attempt timeout and what is left of the
     /// caller's budget; a connection that fails it is dropped by bb8 and replaced.
     async fn is_valid(&self, connection: &mut B::Connection) -> Result<(), Error> {
-        self.shared
-            .0
-            .check(Instant::now(), B::ping(connection))
-            .await
+        self.shared.0.check(None, None, B::ping(connection)).await
     }
 
     fn has_broken(&self, connection: &mut B::Connection) -> bool {
+        if DISCARDING.get() {
+            return true;
+        }
         let broken = self.backend.is_broken(connection);
         if broken {
             self.shared.0.connection_lost(Instant::now());
         }
         broken
     }
+}
+
+thread_local! {
+    static DISCARDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drops a checked-out connection so that bb8 closes it rather than keeping it: bb8 asks
+/// `has_broken` while it puts the connection back, on this thread, within this call.
+pub(crate) fn discard<C>(connection: C) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DISCARDING.set(false);
+        }
+    }
+    DISCARDING.set(true);
+    let _reset = Reset;
+    drop(connection);
 }
 
 /// Connect failures waiting for a waiter, oldest first; each goes to one waiter.

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -19,7 +20,7 @@ use crate::failure::Failure;
 /// | setting | default | meaning |
 /// |---|---|---|
 /// | `timeout` | 1 s | bound on one check (a ping, a recycle query); also bounded by the attempt timeout and by what is left of the caller's budget |
-/// | `after_idle` | 500 ms | with deadpool's `Fast` recycling, a connection idle for longer than this since its last checkout is pinged before it is handed out (HikariCP's idea): a connection whose peer vanished silently is found by its first checkout, at the cost of at most one round trip per connection and window |
+/// | `after_idle` | 500 ms | with deadpool's `Fast` recycling, a connection idle for longer than this since its last checkout is pinged before it is handed out (HikariCP's idea): a connection whose peer vanished silently is found by its first checkout, at the cost of at most one round trip per connection and window. Within the window, a connection is pinged too when another connection of the pool was found dead since its last checkout (a restart or failover ends every session): its caller waits for a replacement instead of getting a query error. `None` turns both pings off |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckSettings {
@@ -78,13 +79,51 @@ impl SilentPeers {
     }
 }
 
-/// Runs `check`, bounded by `bound`; a failure is an [`ErrorKind::Connection`] error carrying
+/// When the pool last found one of its connections dead (closed by the server, failed or
+/// unanswered check, ended with an error): a connection idle since before then is proven with a
+/// round trip at its next checkout, even within the idle window, since a server that ended one
+/// session (a restart, a failover) has usually ended them all. One atomic load per checkout.
+#[derive(Debug)]
+pub(crate) struct Losses {
+    since: Instant,
+    /// Nanoseconds after `since` of the last loss, plus one; 0: none yet.
+    last: AtomicU64,
+}
+
+impl Default for Losses {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Losses {
+    pub(crate) fn saw_one(&self) {
+        let at = self.offset(Instant::now()).saturating_add(1);
+        self.last.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// Whether a connection was found dead after `last_alive`.
+    #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
+    pub(crate) fn since(&self, last_alive: Instant) -> bool {
+        let last = self.last.load(Ordering::Relaxed);
+        last != 0 && last > self.offset(last_alive).saturating_add(1)
+    }
+
+    fn offset(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.since).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Runs `check`, begun at `started` and bounded by `bound`; a failure is an [`ErrorKind::Connection`] error carrying
 /// the check's error or [`AttemptTimedOut`].
 pub(crate) async fn check_within<E: OperationError>(
+    started: Instant,
     bound: Duration,
     check: impl Future<Output = Result<(), E>>,
 ) -> Result<(), Error> {
-    let started = Instant::now();
     let failure = match tokio::time::timeout(bound, check).await {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(error)) => Failure::new(error, Phase::Connect),

@@ -33,21 +33,23 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
             return Err(RecycleError::message("connection closed"));
         }
         if let Some(check) = self.backend.recycle_check(connection) {
-            let checked = Box::pin(shared.check(last_alive, check)).await;
+            let checked = Box::pin(shared.check(Some(last_alive), None, check)).await;
             return checked.map_err(RecycleError::Backend);
         }
-        let checked = match shared.checks.after_idle {
-            Some(window) if metrics.last_used() > window => {
-                if shared.silent_peers.suspects(last_alive) {
-                    const WHY: &str = "idle while another connection's peer went silent";
-                    shared.events.recycle_failed(&WHY);
-                    return Err(RecycleError::message(WHY));
-                }
-                Box::pin(shared.check(last_alive, B::ping(connection))).await
-            }
-            _ => Ok(()),
+        let Some(window) = shared.checks.after_idle else {
+            return Ok(());
         };
-        checked.map_err(RecycleError::Backend)
+        let idle = metrics.last_used() > window;
+        if idle && shared.silent_peers.suspects(last_alive) {
+            const WHY: &str = "idle while another connection's peer went silent";
+            shared.events.recycle_failed(&WHY);
+            return Err(RecycleError::message(WHY));
+        }
+        if idle || shared.losses.since(last_alive) {
+            let checked = Box::pin(shared.check(Some(last_alive), None, B::ping(connection))).await;
+            return checked.map_err(RecycleError::Backend);
+        }
+        Ok(())
     }
 
     fn detach(&self, connection: &mut B::Connection) {

@@ -12,6 +12,8 @@ mod builder;
 mod check;
 #[cfg(feature = "deadpool")]
 mod deadpool;
+#[cfg(feature = "bb8")]
+pub(crate) use self::bb8::discard;
 #[cfg(feature = "deadpool")]
 pub(crate) use self::deadpool::from_pool_error;
 
@@ -41,6 +43,7 @@ pub(crate) struct PoolShared {
     pub(crate) events: Arc<PoolEvents>,
     pub(crate) checks: CheckSettings,
     pub(crate) silent_peers: check::SilentPeers,
+    pub(crate) losses: check::Losses,
     #[cfg(feature = "bb8")]
     pub(crate) give_ups: bb8::GiveUps,
 }
@@ -54,6 +57,7 @@ impl PoolShared {
             events,
             checks,
             silent_peers: check::SilentPeers::default(),
+            losses: check::Losses::default(),
             #[cfg(feature = "bb8")]
             give_ups: bb8::GiveUps::default(),
         }
@@ -61,15 +65,21 @@ impl PoolShared {
 
     /// A pooled connection is dead: recorded, and the next connect checks the database first.
     pub(crate) fn connection_lost(&self, last_alive: Instant) {
+        self.losses.saw_one();
         self.gate.connection_lost(last_alive);
     }
 
-    /// The bound on one check: the check timeout, the attempt timeout, and what is left of
-    /// the budget of the checkout it runs for, whichever is shortest.
-    pub(crate) fn check_bound(&self) -> std::time::Duration {
+    /// The bound on one check begun `now`: the check timeout, the attempt timeout, and what
+    /// is left before `deadline` (by default, that of the checkout it runs for), whichever is
+    /// shortest.
+    pub(crate) fn check_bound(
+        &self,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> std::time::Duration {
         let bound = self.checks.timeout.min(self.gate.attempt_timeout());
-        match checkout_deadline() {
-            Some(deadline) => bound.min(deadline.saturating_duration_since(Instant::now())),
+        match deadline.or_else(checkout_deadline) {
+            Some(deadline) => bound.min(deadline.saturating_duration_since(now)),
             None => bound,
         }
     }
@@ -79,16 +89,18 @@ impl PoolShared {
     /// one that does not answer marks its idle peers suspect.
     pub(crate) async fn check<E: crate::OperationError>(
         &self,
-        last_alive: Instant,
+        last_alive: Option<Instant>,
+        deadline: Option<Instant>,
         check: impl Future<Output = Result<(), E>>,
     ) -> Result<(), Error> {
-        let checked = check_within(self.check_bound(), check).await;
+        let now = Instant::now();
+        let checked = check_within(now, self.check_bound(now, deadline), check).await;
         if let Err(error) = &checked {
             self.events.recycle_failed(error);
             if check::went_unanswered(error) {
                 self.silent_peers.saw_one();
             }
-            self.connection_lost(last_alive);
+            self.connection_lost(last_alive.unwrap_or(now));
         }
         checked
     }
@@ -199,7 +211,13 @@ impl<B: Backend> RetryingManager<B> {
     /// The round trip that proves a connection works, within the check bound.
     #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
     pub(crate) async fn ping(&self, connection: &mut B::Connection) -> Result<(), Error> {
-        check_within(self.shared.0.check_bound(), B::ping(connection)).await
+        let now = Instant::now();
+        check_within(
+            now,
+            self.shared.0.check_bound(now, None),
+            B::ping(connection),
+        )
+        .await
     }
 }
 
