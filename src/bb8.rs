@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
+use tracing::Instrument;
 
 use bb8::{ManageConnection, RunError};
 use tokio::sync::Semaphore;
@@ -123,12 +124,16 @@ impl<B: Backend> Pool<RetryingManager<B>> {
                 if let Some(connection) = self.checked(connection, start).await {
                     return Ok(connection);
                 }
-                return Box::pin(self.get_waiting(start)).await;
+                return Box::pin(self.get_waiting(start).instrument(self.span())).await;
             }
         }
         // Boxed: the waiting path's state is large, and unboxed it would make every `get()`
         // future large — a copy of it on every checkout, fast path included.
-        Box::pin(self.get_waiting(Instant::now())).await
+        Box::pin(self.get_waiting(Instant::now()).instrument(self.span())).await
+    }
+
+    fn span(&self) -> tracing::Span {
+        crate::checkout_deadline::checkout_span(self.shared.events.name())
     }
 
     /// `connection` if it passes the check bb8 would make (`test_on_check_out`), within what

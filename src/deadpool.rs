@@ -39,6 +39,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use deadpool::managed::{self, Object, PoolError};
 use tokio::time::Instant;
@@ -84,7 +85,11 @@ impl<M: managed::Manager<Error = Error> + PoolManager> Pool<M> {
         let started = Instant::now();
         let deadline = crate::time::later(started, budget);
         let checkout = CHECKOUT_DEADLINE.scope(deadline, self.inner.get());
-        match tokio::time::timeout_at(deadline, checkout).await {
+        let span = crate::checkout_deadline::checkout_span(self.shared.events.name());
+        match tokio::time::timeout_at(deadline, checkout)
+            .instrument(span)
+            .await
+        {
             Ok(checked_out) => checked_out.map_err(|e| self.pool_error(e, Some(started))),
             Err(_) => Err(self.timed_out(started)),
         }

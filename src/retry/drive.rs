@@ -6,7 +6,7 @@
 //! let mut driver = Driver::start(retrier);
 //! loop {
 //!     let bound = driver.begin();
-//!     let tried = one_try(bound).await;
+//!     let tried = one_try(bound).instrument(driver.span()).await;
 //!     if let Some(result) = driver.settle(tried).await {
 //!         return result;
 //!     }
@@ -53,6 +53,8 @@ pub(crate) struct Driver<'r> {
     /// Made at the first failure: seeding it costs a system call a successful run never needs.
     schedule: Option<Schedule<rand::rngs::SmallRng>>,
     began: Instant,
+    /// The current try's span.
+    span: tracing::Span,
 }
 
 impl<'r> Driver<'r> {
@@ -66,6 +68,7 @@ impl<'r> Driver<'r> {
             run: Run::start(retrier),
             schedule: None,
             began: Instant::now(),
+            span: tracing::Span::none(),
         }
     }
 
@@ -73,7 +76,13 @@ impl<'r> Driver<'r> {
     pub(crate) fn begin(&mut self) -> Option<Duration> {
         let bound = self.run.bound();
         self.began = self.run.begin_attempt();
+        self.span = self.run.attempt_span();
         bound
+    }
+
+    /// The current try's span (`dbretry.attempt`), for the caller to run the try in.
+    pub(crate) fn span(&self) -> tracing::Span {
+        self.span.clone()
     }
 
     fn next_delay(&mut self) -> Duration {
@@ -101,16 +110,20 @@ impl<'r> Driver<'r> {
         let phase = self.run.phase_kind();
         let failure = match tried {
             Tried::Succeeded(value) => {
+                self.span.record("class", "success");
                 self.run.record_attempt(self.began, "success");
                 self.run.succeeded();
                 return Some(Ok(value));
             }
             Tried::Failed(error) => {
                 let class = error.classify(phase);
+                self.span.record("class", class.as_str());
                 self.run.record_attempt(self.began, class.as_str());
                 let delay = self.next_delay();
                 return match self.run.next_try(class, &error, delay) {
                     Ok(delay) => {
+                        // The try is over: its span closes before the backoff.
+                        self.span = tracing::Span::none();
                         self.run
                             .retry_after(Failure::new(error, phase), delay)
                             .await;
@@ -120,6 +133,7 @@ impl<'r> Driver<'r> {
                 };
             }
             Tried::Stop(kind, failure) => {
+                super::run::record_failure(&self.span, &failure);
                 self.run
                     .record_attempt(self.began, failure.class().as_str());
                 let error = self.run.give_up(kind, Some(&failure));
@@ -127,6 +141,7 @@ impl<'r> Driver<'r> {
             }
             Tried::GiveUp(error) => {
                 let outcome = error.class().map_or("permanent", |class| class.as_str());
+                self.span.record("class", outcome);
                 self.run.record_attempt(self.began, outcome);
                 return Some(Err(RetryError::new(self.run.announce_give_up(error), None)));
             }
@@ -134,11 +149,13 @@ impl<'r> Driver<'r> {
             Tried::TimedOut(bound) => self.run.timed_out(bound),
             Tried::Cut(bound, failure) => self.run.cut(bound, failure),
         };
+        super::run::record_failure(&self.span, &failure);
         self.run
             .record_attempt(self.began, failure.class().as_str());
         let delay = self.next_delay();
         match self.run.next_try(failure.class(), failure.cause(), delay) {
             Ok(delay) => {
+                self.span = tracing::Span::none();
                 self.run.retry_after(failure, delay).await;
                 None
             }

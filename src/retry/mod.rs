@@ -11,6 +11,7 @@ mod run;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub use self::budget::RetryBudget;
 pub(crate) use self::drive::{Driver, Tried};
@@ -184,7 +185,7 @@ impl Retrier {
         let mut driver = Driver::start(self);
         loop {
             let bound = driver.begin();
-            let tried = match bounded(bound, op()).await {
+            let tried = match bounded(bound, op()).instrument(driver.span()).await {
                 Ok(Ok(value)) => Tried::Succeeded(value),
                 Ok(Err(error)) => Tried::Failed(error),
                 Err(bound) => Tried::TimedOut(bound),
@@ -210,7 +211,7 @@ impl Retrier {
         let mut driver = Driver::start(self);
         loop {
             let bound = driver.begin();
-            let tried = match bounded(bound, op()).await {
+            let tried = match bounded(bound, op()).instrument(driver.span()).await {
                 Ok(Ok(value)) => Tried::<T, Never>::Succeeded(value),
                 Ok(Err(error)) => Tried::Broke(crate::Failure::new(error, self.phase)),
                 Err(bound) => Tried::TimedOut(bound),

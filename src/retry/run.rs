@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::time::Instant;
 
@@ -85,6 +86,8 @@ impl<'r> Run<'r> {
     {
         let bound = self.bound();
         let began = self.begin_attempt();
+        let span = self.attempt_span();
+        let attempt = attempt.instrument(span.clone());
         let outcome = match bound {
             None => attempt
                 .await
@@ -96,11 +99,13 @@ impl<'r> Run<'r> {
         };
         match outcome {
             Ok(value) => {
+                span.record("class", "success");
                 self.record_attempt(began, "success");
                 self.succeeded();
                 Attempt::Succeeded(value)
             }
             Err(failure) => {
+                record_failure(&span, &failure);
                 self.record_attempt(began, failure.class().as_str());
                 self.last_failure = Some(failure.clone());
                 Attempt::Failed(failure)
@@ -112,6 +117,21 @@ impl<'r> Run<'r> {
     pub(crate) fn begin_attempt(&mut self) -> Instant {
         self.attempts += 1;
         Instant::now()
+    }
+
+    /// The span of the try just begun (`dbretry.attempt`, DEBUG, target `dbretry::attempt`):
+    /// pool, phase and attempt number; its outcome's class and SQLSTATE are recorded when it
+    /// ends.
+    pub(crate) fn attempt_span(&self) -> tracing::Span {
+        tracing::debug_span!(
+            target: "dbretry::attempt",
+            "dbretry.attempt",
+            pool = self.label(),
+            phase = self.phase(),
+            attempt = self.attempts,
+            class = tracing::field::Empty,
+            sqlstate = tracing::field::Empty,
+        )
     }
 
     /// Records the outcome (`success`, `transient`, `permanent`) of the try begun at `began`.
@@ -166,6 +186,8 @@ impl<'r> Run<'r> {
         if self.attempts > 1 {
             tracing::info!(
                 target: "dbretry::retry",
+                pool = self.label(),
+                phase = self.phase(),
                 attempts = event.attempts,
                 elapsed_ms = millis(event.elapsed),
                 "succeeded after retrying"
@@ -284,6 +306,7 @@ impl<'r> Run<'r> {
         tracing::warn!(
             target: "dbretry::retry",
             pool = self.label(),
+            phase = self.phase(),
             attempt = event.attempt,
             max_attempts = self.retrier.policy.max_attempts,
             delay_ms = millis(delay),
@@ -324,6 +347,7 @@ impl<'r> Run<'r> {
         tracing::error!(
             target: "dbretry::retry",
             pool = self.label(),
+            phase = self.phase(),
             reason = kind.as_str(),
             attempts = self.attempts,
             elapsed_ms = millis(error.elapsed()),
@@ -352,4 +376,14 @@ pub(crate) fn chain<'e>(
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records a failed try's class and SQLSTATE (or SQLite code) on its span.
+pub(crate) fn record_failure(span: &tracing::Span, failure: &Failure) {
+    span.record("class", failure.class().as_str());
+    if let Some(code) = failure.sqlstate() {
+        span.record("sqlstate", code);
+    } else if let Some(code) = failure.sqlite_code() {
+        span.record("sqlstate", code);
+    }
 }

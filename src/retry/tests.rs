@@ -425,3 +425,66 @@ proptest! {
         prop_assert!(last_start < Duration::from_millis(deadline_ms));
     }
 }
+
+/// Each try runs in a `dbretry.attempt` span that names the pool, the phase and the attempt,
+/// and records the try's class when it ends.
+#[test]
+fn every_try_runs_in_a_span_with_its_attempt_and_outcome() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    // Interest is cached per callsite across threads; a second dispatcher makes tracing ask
+    // the live ones each time.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let retrier = Retrier::new(RetryPolicy::default()).name("reports");
+        let (result, _) = runtime.block_on(run_failing(&retrier, 1));
+        assert_eq!(result.unwrap(), 2);
+    });
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let closed: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("dbretry.attempt{") && line.contains(": close"))
+        .collect();
+    assert_eq!(closed.len(), 2, "{text}");
+    // The first try's span closes with the try, before the retry is announced and the
+    // backoff begins.
+    let first_closed = text.find(closed[0]).unwrap();
+    let retried = text
+        .find("transient failure, retrying")
+        .expect("the retry event");
+    assert!(first_closed < retried, "{text}");
+    for (line, (attempt, class)) in closed.iter().zip([(1, "transient"), (2, "success")]) {
+        assert!(
+            line.contains("pool=\"reports\"") || line.contains("pool=reports"),
+            "{line}"
+        );
+        assert!(
+            line.contains("phase=") && line.contains("operation"),
+            "{line}"
+        );
+        assert!(line.contains(&format!("attempt={attempt}")), "{line}");
+        assert!(line.contains(class), "{line}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::error::Error as StdError;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::time::Instant;
 use tokio_postgres::error::Severity;
@@ -97,7 +98,9 @@ impl<P: PostgresPool> PostgresTransaction<'_, P> {
         let mut driver = Driver::start(retrier);
         loop {
             let bound = driver.begin();
-            let tried = try_once(pool, &begin, &mut body, bound).await;
+            let tried = try_once(pool, &begin, &mut body, bound)
+                .instrument(driver.span())
+                .await;
             if let Some(result) = driver.settle(tried).await {
                 return result;
             }

@@ -12,6 +12,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tracing::Instrument;
 
 use rusqlite::{Connection, ErrorCode, InterruptHandle, TransactionBehavior};
 use tokio::time::Instant;
@@ -143,6 +144,7 @@ impl<'a, P: SqlitePool> SqliteTransaction<'a, P> {
                 limits,
                 &mut wrote,
             )
+            .instrument(driver.span())
             .await;
             // A deferred transaction that failed to turn into a write transaction (its
             // snapshot went stale, or another writer held the lock) is re-run as a writer:

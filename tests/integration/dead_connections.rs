@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::TargetSessionAttrs;
 
-use crate::callers::hammer;
+use crate::callers::{Seen, hammer};
 use crate::support::netns::{self, KernelBlackHole};
 use crate::support::{self, FaultProxy, PgCluster};
 use crate::{step, warm};
@@ -77,6 +77,35 @@ fn assert_each_has_a_cause(errors: &[Error]) {
     }
 }
 
+/// What callers see after `silenced` idle connections went silent: served within `bound`,
+/// no `get()` past its budget, at most one error per dead connection, each with its cause.
+fn assert_served_after_the_drop(pool: &str, seen: &Seen, bound: Duration, silenced: usize) {
+    println!(
+        "silent drop ({pool}): first success {:?} after the drop, worst get {:?}, {} ok, \
+         {} get errors, {} query errors",
+        seen.first_ok_after,
+        seen.worst_get,
+        seen.ok,
+        seen.errors.len(),
+        seen.query_errors.len()
+    );
+    let first = seen.first_ok_after.expect("callers were served");
+    assert!(
+        first <= bound,
+        "first success {first:?} after the drop (bound {bound:?})"
+    );
+    assert!(
+        seen.worst_get <= BUDGET + LATE,
+        "a get() took {:?}",
+        seen.worst_get
+    );
+    assert!(
+        seen.errors.len() + seen.query_errors.len() <= silenced,
+        "{seen:?}"
+    );
+    assert_each_has_a_cause(&seen.errors);
+}
+
 /// Lets the idle connections pass the idle window, so the next checkout checks them.
 async fn idle_past_the_window() {
     let window = CheckSettings::default().after_idle.expect("an idle window");
@@ -103,30 +132,7 @@ async fn silently_dropped_idle_connections_are_replaced_on_checkout_deadpool() {
         }
     })
     .await;
-    println!(
-        "silent drop (deadpool): first success {:?} after the drop, worst get {:?}, {} ok, \
-         {} get errors, {} query errors",
-        seen.first_ok_after,
-        seen.worst_get,
-        seen.ok,
-        seen.errors.len(),
-        seen.query_errors.len()
-    );
-    let first = seen.first_ok_after.expect("callers were served");
-    assert!(
-        first <= bound,
-        "first success {first:?} after the drop (bound {bound:?})"
-    );
-    assert!(
-        seen.worst_get <= BUDGET + LATE,
-        "a get() took {:?}",
-        seen.worst_get
-    );
-    assert!(
-        seen.errors.len() + seen.query_errors.len() <= silenced,
-        "{seen:?}"
-    );
-    assert_each_has_a_cause(&seen.errors);
+    assert_served_after_the_drop("deadpool", &seen, bound, silenced);
     assert_dead_connections_closed(&proxy).await;
 }
 
@@ -169,30 +175,7 @@ async fn silently_dropped_idle_connections_are_replaced_on_checkout_bb8() {
         }
     })
     .await;
-    println!(
-        "silent drop (bb8): first success {:?} after the drop, worst get {:?}, {} ok, \
-         {} get errors, {} query errors",
-        seen.first_ok_after,
-        seen.worst_get,
-        seen.ok,
-        seen.errors.len(),
-        seen.query_errors.len()
-    );
-    let first = seen.first_ok_after.expect("callers were served");
-    assert!(
-        first <= bound,
-        "first success {first:?} after the drop (bound {bound:?})"
-    );
-    assert!(
-        seen.worst_get <= BUDGET + LATE,
-        "a get() took {:?}",
-        seen.worst_get
-    );
-    assert!(
-        seen.errors.len() + seen.query_errors.len() <= silenced,
-        "{seen:?}"
-    );
-    assert_each_has_a_cause(&seen.errors);
+    assert_served_after_the_drop("bb8", &seen, bound, silenced);
     // Unlike deadpool-postgres's client, bb8's bare `Client` cannot stop its connection task:
     // with the failed check's request unanswered, the task waits for TCP to give up, which a
     // peer that still ACKs (this proxy, a stopped server process) never makes it do.

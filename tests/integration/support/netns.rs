@@ -111,9 +111,19 @@ pub fn isolated(test: &str) -> bool {
     let Some(status) = run.status else {
         panic!("the namespaced run of `{test}` did not finish within {CHILD_LIMIT:?}: killed");
     };
+    // The inner panic in the message itself: summaries that keep only the `panicked at`
+    // lines still say why.
+    let why: Vec<&str> = run
+        .stderr
+        .lines()
+        .chain(run.stdout.lines())
+        .skip_while(|line| !line.contains("panicked at"))
+        .take(3)
+        .collect();
     assert!(
         status.success() && run.stdout.contains(ONE_PASSED),
-        "the namespaced run of `{test}` failed ({status}; output above): {description}"
+        "the namespaced run of `{test}` failed ({status}): {} (full output above): {description}",
+        why.join(" | ")
     );
     false
 }
