@@ -23,13 +23,13 @@
 //! and after it (2026-12-01):
 //!
 //! ```text
-//!   deadpool-postgres    1631.0
-//!   dbretry deadpool (Fast)   1659.9  1.02x
-//!   dbretry deadpool (default)   1789.9  1.10x
-//!   bb8-postgres         1480.0
-//!   dbretry bb8          1849.0  1.25x
-//!   bb8-postgres (tested)   7369.9
-//!   dbretry bb8 (tested)   8993.9  1.22x
+//!   deadpool-postgres    1616.0
+//!   dbretry deadpool (Fast)   1645.0  1.02x
+//!   dbretry deadpool (default)   1775.0  1.10x
+//!   bb8-postgres         1481.0
+//!   dbretry bb8          1859.0  1.26x
+//!   bb8-postgres (tested)   7383.7
+//!   dbretry bb8 (tested)   8937.7  1.21x
 //! ```
 //!
 //! The tested kinds' figures vary by a few instructions from run to run (the ping's I/O
