@@ -124,12 +124,16 @@ impl<B: Backend> Pool<RetryingManager<B>> {
                 if let Some(connection) = self.checked(connection, start).await {
                     return Ok(connection);
                 }
-                return Box::pin(self.get_waiting(start).instrument(self.span())).await;
+                return Box::pin(self.get_waiting(start, true).instrument(self.span())).await;
             }
         }
         // Boxed: the waiting path's state is large, and unboxed it would make every `get()`
         // future large — a copy of it on every checkout, fast path included.
-        Box::pin(self.get_waiting(Instant::now()).instrument(self.span())).await
+        Box::pin(
+            self.get_waiting(Instant::now(), false)
+                .instrument(self.span()),
+        )
+        .await
     }
 
     fn span(&self) -> tracing::Span {
@@ -154,17 +158,20 @@ impl<B: Backend> Pool<RetryingManager<B>> {
         }
     }
 
+    /// The waiting path of a `get()` begun at `start`; `late`: time has passed since (a
+    /// failed check), so bb8's own `connection_timeout` would end past the deadline.
     async fn get_waiting(
         &self,
         start: Instant,
+        late: bool,
     ) -> Result<PooledConnection<'_, RetryingManager<B>>, Error> {
         let deadline = crate::time::later(start, self.budget);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = LeaveOnDrop(&self.waiting);
         // The turn orders the waiting only: it is given back once this caller has its
         // connection.
-        let (_turn, mut waited) = match self.turns.try_acquire() {
-            Ok(turn) => (turn, false),
+        let (_turn, mut late) = match self.turns.try_acquire() {
+            Ok(turn) => (turn, late),
             Err(_) => match tokio::time::timeout_at(deadline, self.turns.acquire()).await {
                 Ok(Ok(turn)) => (turn, true),
                 _ => return Err(self.timed_out(start)),
@@ -172,7 +179,7 @@ impl<B: Backend> Pool<RetryingManager<B>> {
         };
         loop {
             let checkout = CHECKOUT_DEADLINE.scope(deadline, async {
-                if waited {
+                if late {
                     // bb8's own `connection_timeout` starts over at each `get`.
                     tokio::time::timeout_at(deadline, self.inner.get())
                         .await
@@ -200,7 +207,7 @@ impl<B: Backend> Pool<RetryingManager<B>> {
             if Instant::now() >= deadline {
                 return Err(self.timed_out(start));
             }
-            waited = true;
+            late = true;
         }
     }
 
