@@ -38,21 +38,20 @@
 //! leaves no old session behind, so a 53300 here would mean a pool opened more than its
 //! maximum. A benchmark: it prints figures and asserts nothing about timings.
 
+#[path = "common/counting.rs"]
+mod counting;
 #[allow(unused_imports)]
 #[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use counting::{Counting, CountingConnect};
 use dbretry::JitterStrategy;
-use deadpool_postgres::{
-    ConfigConnectImpl, Connect, ManagerConfig, RecyclingMethod, Runtime, Timeouts,
-};
+use deadpool_postgres::{ConfigConnectImpl, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
 use futures_util::future::join_all;
 use support::{PgBouncer, PgBouncerOptions, PgCluster};
 use tokio_postgres::{Config, NoTls};
@@ -985,46 +984,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-// ----- counting connectors for the plain pools -----
-
-/// deadpool-postgres's own connector, counting.
-struct CountingConnect {
-    inner: ConfigConnectImpl<NoTls>,
-    attempts: Arc<AtomicU64>,
-}
-
-type ConnectResult =
-    Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>;
-
-impl Connect for CountingConnect {
-    fn connect(&self, config: &Config) -> Pin<Box<dyn Future<Output = ConnectResult> + Send + '_>> {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        self.inner.connect(config)
-    }
-}
-
-/// A bb8 manager, counting its connects.
-struct Counting<M> {
-    inner: M,
-    attempts: Arc<AtomicU64>,
-}
-
-impl<M: bb8::ManageConnection> bb8::ManageConnection for Counting<M> {
-    type Connection = M::Connection;
-    type Error = M::Error;
-
-    async fn connect(&self) -> Result<M::Connection, M::Error> {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        self.inner.connect().await
-    }
-
-    async fn is_valid(&self, conn: &mut M::Connection) -> Result<(), M::Error> {
-        self.inner.is_valid(conn).await
-    }
-
-    fn has_broken(&self, conn: &mut M::Connection) -> bool {
-        self.inner.has_broken(conn)
-    }
 }

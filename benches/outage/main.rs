@@ -16,6 +16,8 @@
 #[path = "../../tests/integration/support/mod.rs"]
 mod support;
 
+#[path = "../common/counting.rs"]
+mod counting;
 mod subjects;
 
 use std::sync::Arc;

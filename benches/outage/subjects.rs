@@ -1,15 +1,13 @@
 //! The four pools under test, behind one interface, each counting its connect attempts.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{
-    ConfigConnectImpl, Connect, ManagerConfig, RecyclingMethod, Runtime, Timeouts,
-};
+use deadpool_postgres::{ConfigConnectImpl, ManagerConfig, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::{Config, NoTls};
+
+use crate::counting::{Counting, CountingConnect};
 
 /// What one get + `SELECT 1` came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,44 +219,4 @@ fn policy(budget: Duration) -> dbretry::RetryPolicy {
         .max_elapsed(budget)
         .build()
         .unwrap()
-}
-
-/// deadpool-postgres's own connector, counting.
-struct CountingConnect {
-    inner: ConfigConnectImpl<NoTls>,
-    attempts: Arc<AtomicU64>,
-}
-
-type ConnectResult =
-    Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>;
-
-impl Connect for CountingConnect {
-    fn connect(&self, config: &Config) -> Pin<Box<dyn Future<Output = ConnectResult> + Send + '_>> {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        self.inner.connect(config)
-    }
-}
-
-/// A bb8 manager, counting its connects.
-pub struct Counting<M> {
-    inner: M,
-    attempts: Arc<AtomicU64>,
-}
-
-impl<M: bb8::ManageConnection> bb8::ManageConnection for Counting<M> {
-    type Connection = M::Connection;
-    type Error = M::Error;
-
-    async fn connect(&self) -> Result<M::Connection, M::Error> {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        self.inner.connect().await
-    }
-
-    async fn is_valid(&self, conn: &mut M::Connection) -> Result<(), M::Error> {
-        self.inner.is_valid(conn).await
-    }
-
-    fn has_broken(&self, conn: &mut M::Connection) -> bool {
-        self.inner.has_broken(conn)
-    }
 }
