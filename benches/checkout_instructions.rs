@@ -8,6 +8,7 @@
 //! ```text
 //! cargo bench --bench checkout_instructions --all-features            # every pool kind
 //! cargo bench --bench checkout_instructions --all-features -- bb8     # pools named *bb8*
+//! DBRETRY_CALLGRIND_DIR=/tmp/cg cargo bench …   # keep callgrind's files, for callgrind_annotate
 //! ```
 //!
 //! Before the reliability work (2026-12, first landing), the four untested kinds printed
@@ -23,14 +24,23 @@
 //! and after it (2026-12-01):
 //!
 //! ```text
-//!   deadpool-postgres    1616.0
-//!   dbretry deadpool (Fast)   1645.0  1.02x
-//!   dbretry deadpool (default)   1775.0  1.10x
-//!   bb8-postgres         1481.0
-//!   dbretry bb8          1859.0  1.26x
-//!   bb8-postgres (tested)   7383.7
-//!   dbretry bb8 (tested)   8937.7  1.21x
+//!   deadpool-postgres    1632.0
+//!   dbretry deadpool (Fast)   1661.0  1.02x
+//!   dbretry deadpool (default)   1791.0  1.10x
+//!   bb8-postgres         1476.0
+//!   dbretry bb8          1598.0  1.08x
+//!   bb8-postgres (tested)   7414.4
+//!   dbretry bb8 (tested)   8371.5  1.13x
 //! ```
+//!
+//! Most of what is left is copies: about 40 % of every checkout, plain or not, is `memcpy`
+//! of futures and pooled connections (see `DBRETRY_CALLGRIND_DIR` below). dbretry's bb8
+//! `get()` polls bb8's own `get()` once inside a closure, so that bb8's future is not part of
+//! its state, boxes the waiting path, and makes each check's future where it is awaited
+//! (held once, not once per level it is passed down); its manager's `is_valid` is boxed, as
+//! bb8 embeds it in every `get()` future. dbretry's default deadpool recycling reads the
+//! clock once more than deadpool does (is the connection idle past the window?): ~130
+//! instructions.
 //!
 //! The tested kinds' figures vary by a few instructions from run to run (the ping's I/O
 //! interleaves with the other runtime).
@@ -76,6 +86,9 @@ const POOL_SIZE: usize = 4;
 const MEASURE: &str = "--measure";
 /// Environment variable that passes the cluster's URL (not argv: it holds the password).
 const URL_VAR: &str = "DBRETRY_BENCH_PG_URL";
+/// Environment variable naming a directory to keep callgrind's output files in
+/// (`KIND-N.out`, for `callgrind_annotate --inclusive=yes`); by default they are deleted.
+const KEEP_VAR: &str = "DBRETRY_CALLGRIND_DIR";
 /// The function callgrind counts in, as it names it.
 const MEASURED_FN: &str = "checkout_instructions::measured_checkouts";
 
@@ -188,7 +201,10 @@ fn drive(filter: &[&str]) {
     let valgrind = support::packages::require("valgrind", "valgrind");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pg = runtime.block_on(PgCluster::start());
-    let out_dir = tempfile::tempdir().expect("temp dir for callgrind's output");
+    let temp_dir = tempfile::tempdir().expect("temp dir for callgrind's output");
+    // Kept for `callgrind_annotate` when asked for.
+    let kept = std::env::var_os(KEEP_VAR).map(PathBuf::from);
+    let out_dir = kept.as_deref().unwrap_or(temp_dir.path());
     let chosen = |kind: Kind| filter.is_empty() || filter.iter().any(|f| kind.name().contains(f));
     // A chosen dbretry pool brings its plain peer along, for the ratio.
     let selected: Vec<Kind> = KINDS
@@ -203,8 +219,8 @@ fn drive(filter: &[&str]) {
     );
     let mut per_checkout = Vec::new();
     for kind in selected {
-        let none = instructions(&valgrind, &pg, out_dir.path(), kind, 0);
-        let many = instructions(&valgrind, &pg, out_dir.path(), kind, kind.checkouts());
+        let none = instructions(&valgrind, &pg, out_dir, kind, 0);
+        let many = instructions(&valgrind, &pg, out_dir, kind, kind.checkouts());
         let cost = many.saturating_sub(none) as f64 / kind.checkouts() as f64;
         let ratio = kind
             .peer()

@@ -108,27 +108,15 @@ impl<B: Backend> Pool<RetryingManager<B>> {
     /// [`ErrorKind::Connection`](crate::ErrorKind::Connection) with the SQLSTATE for a permanent failure,
     /// [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen), or [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) with the last cause.
     pub async fn get(&self) -> Result<PooledConnection<'_, RetryingManager<B>>, Error> {
-        if self.waiting.load(Ordering::Relaxed) == 0 {
-            // One poll: an idle connection is taken at once; anything else waits its turn.
-            let mut get = pin!(self.inner.get());
-            let taken = std::future::poll_fn(|cx| match get.as_mut().poll(cx) {
-                Poll::Ready(Ok(connection)) => Poll::Ready(Ok(connection)),
-                _ => Poll::Ready(Err(())),
-            })
-            .await;
-            if let Ok(connection) = taken {
-                if !self.test_on_check_out {
-                    return Ok(connection);
-                }
-                let start = Instant::now();
-                if let Some(connection) = self.checked(connection, start).await {
-                    return Ok(connection);
-                }
-                return Box::pin(self.get_waiting(start, true).instrument(self.span())).await;
+        // Nobody waits: an idle connection is taken at once.
+        if self.waiting.load(Ordering::Relaxed) == 0
+            && let Some(connection) = self.take_idle().await
+        {
+            if !self.test_on_check_out {
+                return Ok(connection);
             }
+            return self.get_checked(connection).await;
         }
-        // Boxed: the waiting path's state is large, and unboxed it would make every `get()`
-        // future large — a copy of it on every checkout, fast path included.
         Box::pin(
             self.get_waiting(Instant::now(), false)
                 .instrument(self.span()),
@@ -136,20 +124,52 @@ impl<B: Backend> Pool<RetryingManager<B>> {
         .await
     }
 
+    /// An idle connection if bb8 has one at once: bb8's `get()` polled once, on the stack, so
+    /// that its state is not part of ours.
+    async fn take_idle(&self) -> Option<PooledConnection<'_, RetryingManager<B>>> {
+        std::future::poll_fn(|cx| {
+            let get = pin!(self.inner.get());
+            Poll::Ready(match get.poll(cx) {
+                Poll::Ready(Ok(connection)) => Some(connection),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    /// A `get()` that took `connection` at once: checked first, and if it fails the check,
+    /// the wait for another.
+    async fn get_checked<'a>(
+        &'a self,
+        connection: PooledConnection<'a, RetryingManager<B>>,
+    ) -> Result<PooledConnection<'a, RetryingManager<B>>, Error> {
+        let start = Instant::now();
+        let deadline = crate::time::later(start, self.budget);
+        match self.checked(connection, start, deadline).await {
+            Some(connection) => Ok(connection),
+            // Boxed: the waiting path's state is large, and unboxed it would make every
+            // `get()` future large — a copy of it on every checkout, fast path included.
+            None => Box::pin(self.get_waiting(start, true).instrument(self.span())).await,
+        }
+    }
+
     fn span(&self) -> tracing::Span {
         crate::checkout_deadline::checkout_span(self.shared.events.name())
     }
 
-    /// `connection` if it passes the check bb8 would make (`test_on_check_out`), within what
-    /// is left of the budget of a `get()` begun at `start`; else it is closed.
+    /// `connection` if it passes the check bb8 would make (`test_on_check_out`), begun `now`
+    /// and ended by the `get()`'s `deadline`; else it is closed.
     async fn checked<'a>(
         &self,
         mut connection: PooledConnection<'a, RetryingManager<B>>,
-        start: Instant,
+        now: Instant,
+        deadline: Instant,
     ) -> Option<PooledConnection<'a, RetryingManager<B>>> {
-        let deadline = crate::time::later(start, self.budget);
-        let check = B::ping(&mut connection);
-        match self.shared.check(None, Some(deadline), check).await {
+        let pinged: &mut B::Connection = &mut connection;
+        let checked = self
+            .shared
+            .check(now, None, Some(deadline), || B::ping(pinged));
+        match checked.await {
             Ok(()) => Some(connection),
             Err(_) => {
                 crate::manager::discard(connection);
@@ -201,7 +221,7 @@ impl<B: Backend> Pool<RetryingManager<B>> {
             if !self.test_on_check_out {
                 return Ok(connection);
             }
-            if let Some(connection) = self.checked(connection, start).await {
+            if let Some(connection) = self.checked(connection, Instant::now(), deadline).await {
                 return Ok(connection);
             }
             if Instant::now() >= deadline {
@@ -286,7 +306,7 @@ impl<B: Backend> HealthTarget for Pool<RetryingManager<B>> {
             let mut connection = self.get().await?;
             let now = Instant::now();
             let bound = self.shared.check_bound(now, None);
-            crate::manager::check_within(now, bound, B::ping(&mut connection)).await
+            crate::manager::check_within(now, bound, || B::ping(&mut connection)).await
         })
     }
 

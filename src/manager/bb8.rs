@@ -34,7 +34,12 @@ impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
     /// A ping bounded by the check timeout, the attempt timeout and what is left of the
     /// caller's budget; a connection that fails it is dropped by bb8 and replaced.
     async fn is_valid(&self, connection: &mut B::Connection) -> Result<(), Error> {
-        self.shared.0.check(None, None, B::ping(connection)).await
+        // Boxed: bb8 embeds `is_valid` in every `get()` future, checked or not.
+        let check = self
+            .shared
+            .0
+            .check(Instant::now(), None, None, || B::ping(connection));
+        Box::pin(check).await
     }
 
     fn has_broken(&self, connection: &mut B::Connection) -> bool {

@@ -117,14 +117,18 @@ impl Losses {
     }
 }
 
-/// Runs `check`, begun at `started` and bounded by `bound`; a failure is an [`ErrorKind::Connection`] error carrying
-/// the check's error or [`AttemptTimedOut`].
-pub(crate) async fn check_within<E: OperationError>(
+/// Runs the check `make_check` makes, begun at `started` and bounded by `bound`; a failure
+/// is an [`ErrorKind::Connection`] error carrying the check's error or [`AttemptTimedOut`].
+///
+/// The check's future is made here, where it is awaited, so that it is held once in this
+/// future's state rather than once per level it is passed down.
+pub(crate) async fn check_within<E: OperationError, F: Future<Output = Result<(), E>>>(
     started: Instant,
     bound: Duration,
-    check: impl Future<Output = Result<(), E>>,
+    make_check: impl FnOnce() -> F,
 ) -> Result<(), Error> {
-    let failure = match tokio::time::timeout(bound, check).await {
+    let deadline = crate::time::later(started, bound);
+    let failure = match tokio::time::timeout_at(deadline, make_check()).await {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(error)) => Failure::new(error, Phase::Connect),
         Err(_) => Failure::new(AttemptTimedOut { timeout: bound }, Phase::Connect),

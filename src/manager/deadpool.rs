@@ -33,7 +33,8 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
             return Err(RecycleError::message("connection closed"));
         }
         if let Some(check) = self.backend.recycle_check(connection) {
-            let checked = Box::pin(shared.check(Some(last_alive), None, check)).await;
+            let checked =
+                Box::pin(shared.check(Instant::now(), Some(last_alive), None, || check)).await;
             return checked.map_err(RecycleError::Backend);
         }
         let Some(window) = shared.checks.after_idle else {
@@ -46,7 +47,10 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
             return Err(RecycleError::message(WHY));
         }
         if idle || shared.losses.since(last_alive) {
-            let checked = Box::pin(shared.check(Some(last_alive), None, B::ping(connection))).await;
+            let check = shared.check(Instant::now(), Some(last_alive), None, || {
+                B::ping(connection)
+            });
+            let checked = Box::pin(check).await;
             return checked.map_err(RecycleError::Backend);
         }
         Ok(())

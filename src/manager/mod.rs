@@ -84,17 +84,17 @@ impl PoolShared {
         }
     }
 
-    /// Runs `check` of a pooled connection last alive at `last_alive` within
-    /// [`check_bound`](Self::check_bound); a connection that fails it is reported lost, and
-    /// one that does not answer marks its idle peers suspect.
-    pub(crate) async fn check<E: crate::OperationError>(
+    /// Runs the check `make_check` makes of a pooled connection last alive at `last_alive`,
+    /// begun `now`, within [`check_bound`](Self::check_bound); a connection that fails it is
+    /// reported lost, and one that does not answer marks its idle peers suspect.
+    pub(crate) async fn check<E: crate::OperationError, F: Future<Output = Result<(), E>>>(
         &self,
+        now: Instant,
         last_alive: Option<Instant>,
         deadline: Option<Instant>,
-        check: impl Future<Output = Result<(), E>>,
+        make_check: impl FnOnce() -> F,
     ) -> Result<(), Error> {
-        let now = Instant::now();
-        let checked = check_within(now, self.check_bound(now, deadline), check).await;
+        let checked = check_within(now, self.check_bound(now, deadline), make_check).await;
         if let Err(error) = &checked {
             self.events.recycle_failed(error);
             if check::went_unanswered(error) {
@@ -212,11 +212,9 @@ impl<B: Backend> RetryingManager<B> {
     #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
     pub(crate) async fn ping(&self, connection: &mut B::Connection) -> Result<(), Error> {
         let now = Instant::now();
-        check_within(
-            now,
-            self.shared.0.check_bound(now, None),
-            B::ping(connection),
-        )
+        check_within(now, self.shared.0.check_bound(now, None), || {
+            B::ping(connection)
+        })
         .await
     }
 }
