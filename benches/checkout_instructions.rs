@@ -34,7 +34,7 @@
 //! ```
 //!
 //! Most of what is left is copies: about 40 % of every checkout, plain or not, is `memcpy`
-//! of futures and pooled connections (see `DBRETRY_CALLGRIND_DIR` below). dbretry's bb8
+//! of futures and pooled connections (`DBRETRY_CALLGRIND_DIR` keeps the files to see it in). dbretry's bb8
 //! `get()` polls bb8's own `get()` once inside a closure, so that bb8's future is not part of
 //! its state, boxes the waiting path, and makes each check's future where it is awaited
 //! (held once, not once per level it is passed down); its manager's `is_valid` is boxed, as

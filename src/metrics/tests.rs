@@ -194,3 +194,88 @@ fn registered_histograms_render_in_prometheus_format_as_empty_buckets() {
         assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
     }
 }
+
+/// A recorder that counts the descriptions it is given and records nothing.
+#[derive(Default)]
+struct CountingDescriptions(std::sync::atomic::AtomicUsize);
+
+impl CountingDescriptions {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn described(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl ::metrics::Recorder for CountingDescriptions {
+    fn describe_counter(
+        &self,
+        _: ::metrics::KeyName,
+        _: Option<::metrics::Unit>,
+        _: ::metrics::SharedString,
+    ) {
+        self.described();
+    }
+    fn describe_gauge(
+        &self,
+        _: ::metrics::KeyName,
+        _: Option<::metrics::Unit>,
+        _: ::metrics::SharedString,
+    ) {
+        self.described();
+    }
+    fn describe_histogram(
+        &self,
+        _: ::metrics::KeyName,
+        _: Option<::metrics::Unit>,
+        _: ::metrics::SharedString,
+    ) {
+        self.described();
+    }
+    fn register_counter(
+        &self,
+        _: &::metrics::Key,
+        _: &::metrics::Metadata<'_>,
+    ) -> ::metrics::Counter {
+        ::metrics::Counter::noop()
+    }
+    fn register_gauge(&self, _: &::metrics::Key, _: &::metrics::Metadata<'_>) -> ::metrics::Gauge {
+        ::metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &::metrics::Key,
+        _: &::metrics::Metadata<'_>,
+    ) -> ::metrics::Histogram {
+        ::metrics::Histogram::noop()
+    }
+}
+
+// Issue 10, item 7: `describe()` ran on every `Retrier::new`, i.e. on every
+// `execute_with_retry` call.
+#[test]
+fn retriers_built_again_and_again_describe_the_metrics_once_per_process() {
+    let recorder = CountingDescriptions::default();
+    ::metrics::with_local_recorder(&recorder, describe);
+    assert_eq!(
+        recorder.count(),
+        ALL.len(),
+        "describe() describes every metric"
+    );
+
+    let recorder = CountingDescriptions::default();
+    ::metrics::with_local_recorder(&recorder, || {
+        for _ in 0..100 {
+            drop(crate::Retrier::new(crate::RetryPolicy::default()));
+        }
+    });
+    // Once per process: here, or already by an earlier test of this process.
+    assert!(
+        recorder.count() <= ALL.len(),
+        "100 retriers described {} times ({} metrics)",
+        recorder.count(),
+        ALL.len()
+    );
+}

@@ -454,4 +454,78 @@ mod bb8_sqlite {
         assert_eq!(one, 1);
         assert_eq!(opened.load(Ordering::SeqCst), 2);
     }
+
+    // Issue 10, item 5: a permanent give-up of *any* connect ended *every* waiting `get()`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_permanent_failure_of_one_connect_ends_only_the_get_it_was_made_for() {
+        let (_dir, path) = database();
+        // The first connection's init hook fails (a panic: permanent) when released, the
+        // second's succeeds when released: both connects are in flight at once.
+        let entered = Arc::new(AtomicUsize::new(0));
+        let (release_first, first) = std::sync::mpsc::channel::<()>();
+        let (release_second, second) = std::sync::mpsc::channel::<()>();
+        let gates = Arc::new(std::sync::Mutex::new((first, second)));
+        let options = SqliteOptions::new(&path).init({
+            let entered = entered.clone();
+            move |_| {
+                let n = entered.fetch_add(1, Ordering::SeqCst);
+                let gates = gates.lock().unwrap_or_else(|p| p.into_inner());
+                match n {
+                    0 => {
+                        gates.0.recv().ok();
+                        panic!("the first connection's init hook fails");
+                    }
+                    1 => {
+                        gates.1.recv().ok();
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            }
+        });
+        let manager = SqliteConnectionManager::new(options);
+        let pool = Pool::new(bb8::Pool::builder().max_size(2), manager)
+            .await
+            .unwrap();
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.get().await.map(drop) })
+            })
+            .collect();
+        // Both connects in flight (the second hook waits for the first's lock): both callers
+        // wait.
+        let waited = wait_for(|| entered.load(Ordering::SeqCst) == 2).await;
+        drop(release_first.send(()));
+        let first_done = wait_for(|| callers.iter().any(|c| c.is_finished())).await;
+        release_second.send(()).unwrap();
+        let mut results = Vec::new();
+        for caller in callers {
+            results.push(caller.await.unwrap());
+        }
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "one connect failed, so one get() should: {results:?}"
+        );
+        assert_eq!(failed[0].kind(), ErrorKind::Connection, "{}", failed[0]);
+        assert_eq!(failed[0].attempts(), 1);
+        println!(
+            "connects in flight after {waited:?}, the failed get() ended {first_done:?} later"
+        );
+    }
+
+    /// Waits until `condition` holds (checked every 5 ms, for at most a minute); how long it took.
+    async fn wait_for(condition: impl Fn() -> bool) -> Duration {
+        let started = std::time::Instant::now();
+        while !condition() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "condition not met within a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        started.elapsed()
+    }
 }
