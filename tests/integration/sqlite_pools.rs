@@ -496,7 +496,7 @@ mod bb8_sqlite {
         // Both connects in flight (the second hook waits for the first's lock): both callers
         // wait.
         let waited = wait_for(|| entered.load(Ordering::SeqCst) == 2).await;
-        drop(release_first.send(()));
+        release_first.send(()).unwrap();
         let first_done = wait_for(|| callers.iter().any(|c| c.is_finished())).await;
         release_second.send(()).unwrap();
         let mut results = Vec::new();
