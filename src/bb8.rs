@@ -328,3 +328,6 @@ impl<B: Backend> HealthTarget for Pool<RetryingManager<B>> {
         self.shared.events.name()
     }
 }
+
+#[cfg(test)]
+mod tests;

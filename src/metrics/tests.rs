@@ -1,5 +1,9 @@
 use std::collections::BTreeMap;
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+
+use ::metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 use super::*;
@@ -197,59 +201,32 @@ fn registered_histograms_render_in_prometheus_format_as_empty_buckets() {
 
 /// A recorder that counts the descriptions it is given and records nothing.
 #[derive(Default)]
-struct CountingDescriptions(std::sync::atomic::AtomicUsize);
+struct CountingDescriptions(AtomicUsize);
 
 impl CountingDescriptions {
     fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn described(&self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.load(SeqCst)
     }
 }
 
-impl ::metrics::Recorder for CountingDescriptions {
-    fn describe_counter(
-        &self,
-        _: ::metrics::KeyName,
-        _: Option<::metrics::Unit>,
-        _: ::metrics::SharedString,
-    ) {
-        self.described();
+impl Recorder for CountingDescriptions {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        self.0.fetch_add(1, SeqCst);
     }
-    fn describe_gauge(
-        &self,
-        _: ::metrics::KeyName,
-        _: Option<::metrics::Unit>,
-        _: ::metrics::SharedString,
-    ) {
-        self.described();
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        self.0.fetch_add(1, SeqCst);
     }
-    fn describe_histogram(
-        &self,
-        _: ::metrics::KeyName,
-        _: Option<::metrics::Unit>,
-        _: ::metrics::SharedString,
-    ) {
-        self.described();
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {
+        self.0.fetch_add(1, SeqCst);
     }
-    fn register_counter(
-        &self,
-        _: &::metrics::Key,
-        _: &::metrics::Metadata<'_>,
-    ) -> ::metrics::Counter {
-        ::metrics::Counter::noop()
+    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::noop()
     }
-    fn register_gauge(&self, _: &::metrics::Key, _: &::metrics::Metadata<'_>) -> ::metrics::Gauge {
-        ::metrics::Gauge::noop()
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
     }
-    fn register_histogram(
-        &self,
-        _: &::metrics::Key,
-        _: &::metrics::Metadata<'_>,
-    ) -> ::metrics::Histogram {
-        ::metrics::Histogram::noop()
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
     }
 }
 

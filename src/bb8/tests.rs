@@ -1,0 +1,96 @@
+//! `Pool::get` against a scripted backend, on tokio's paused clock, where the order of two
+//! events in one poll has to be arranged exactly (a real server cannot be timed this way).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::Pool;
+use crate::manager::backend::sealed;
+use crate::manager::{Backend, PoolContext, RetryingManager};
+
+/// Each connect takes the next scripted answer and waits for it.
+#[derive(Default)]
+struct Scripted(Mutex<VecDeque<oneshot::Receiver<io::Result<u32>>>>);
+
+impl Scripted {
+    /// The next connect's answer, to be sent when the test says.
+    fn next_answer(&self) -> oneshot::Sender<io::Result<u32>> {
+        let (answer, wait) = oneshot::channel();
+        self.0.lock().unwrap().push_back(wait);
+        answer
+    }
+}
+
+impl sealed::Sealed for Arc<Scripted> {}
+
+impl Backend for Arc<Scripted> {
+    type Connection = u32;
+    type Error = io::Error;
+
+    async fn connect(&self, _: &PoolContext) -> io::Result<u32> {
+        let answer = self.0.lock().unwrap().pop_front();
+        match answer {
+            Some(answer) => answer
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::Other.into())),
+            None => Err(io::Error::other("no connect scripted")),
+        }
+    }
+
+    fn is_broken(&self, _: &mut u32) -> bool {
+        false
+    }
+
+    async fn ping(_: &mut u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn recycle_check(&self, _: &mut u32) -> Option<impl Future<Output = io::Result<()>> + Send> {
+        None::<std::future::Ready<io::Result<()>>>
+    }
+}
+
+async fn pool(script: &Arc<Scripted>) -> Pool<RetryingManager<Arc<Scripted>>> {
+    let manager = crate::ManagerBuilder::new(script.clone()).build();
+    let builder = bb8::Pool::builder().max_size(2).test_on_check_out(false);
+    Pool::new(builder, manager).await.unwrap()
+}
+
+// Issue 10, item 5: without `biased;`, `get()` could drop a connection it had just been given
+// in favour of a give-up that arrived in the same poll.
+#[tokio::test(start_paused = true)]
+async fn a_get_given_a_connection_and_a_give_up_at_once_takes_the_connection() {
+    // `select!` without `biased;` picks either ready branch at random: 20 rounds miss that
+    // with probability 2^-20.
+    for round in 0..20 {
+        let script = Arc::new(Scripted::default());
+        let pool = pool(&script).await;
+        // A holder takes the pool's first connection.
+        script.next_answer().send(Ok(1)).unwrap();
+        let held = pool.get().await.expect("the first connect succeeds");
+        // A waiter finds no idle connection: bb8 starts a connect for it, which hangs.
+        let fails = script.next_answer();
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get().await.map(|connection| *connection) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "round {round}: the waiter waits");
+        // In one step, without yielding: the waiter's connect fails permanently (its give-up
+        // is published as soon as the connect task runs) and the held connection comes back.
+        fails
+            .send(Err(io::ErrorKind::PermissionDenied.into()))
+            .unwrap();
+        drop(held);
+        let got = waiter.await.unwrap();
+        assert_eq!(
+            got.as_ref().ok(),
+            Some(&1),
+            "round {round}: a connection was there for the waiter, yet: {got:?}"
+        );
+    }
+}
