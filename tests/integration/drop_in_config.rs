@@ -4,8 +4,6 @@
 //! honoured by every constructor). Where a peer can run the same code, it does, and the results
 //! are compared.
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dbretry::deadpool_postgres::{
@@ -14,7 +12,7 @@ use dbretry::deadpool_postgres::{
 use dbretry::{ErrorKind, RetryConfig};
 use serde::de::DeserializeOwned;
 
-use crate::support::{DATABASE, PASSWORD, PgCluster, SUPERUSER};
+use crate::support::{DATABASE, PASSWORD, PgCluster, SUPERUSER, with_captured_logs};
 
 /// A service's settings, as deadpool-postgres's tests and docs declare them.
 #[derive(Debug, serde::Deserialize)]
@@ -346,34 +344,6 @@ fn sqlite_config_from_env_reads_typed_values_as_deadpool_sqlite_does() {
     assert!(ours.wal);
     assert_eq!(ours.retry.unwrap().build().unwrap().max_attempts(), 7);
     assert!(logs.contains("key=pool_size"), "{logs}");
-}
-
-/// Runs `f` with `tracing` events captured, and returns them as text too.
-fn with_captured_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl io::Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-    // tracing caches each callsite's interest globally: with a second dispatcher registered,
-    // it asks the live ones each time, so a callsite first reached on another test's thread
-    // still reaches this one.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let value = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    (value, text)
 }
 
 /// The process environment is shared by every test thread: a test that sets `DB_RETRY_*` runs

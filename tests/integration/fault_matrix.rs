@@ -26,7 +26,9 @@ use tokio_postgres::NoTls;
 use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::deadpool_postgres::pool_policy;
-use crate::support::{self, DATABASE, FaultProxy, Mode, PASSWORD, PgCluster, SUPERUSER};
+use crate::support::{
+    self, CapturedLogs, DATABASE, FaultProxy, Mode, PASSWORD, PgCluster, SUPERUSER,
+};
 
 type Bb8Manager = dbretry::bb8_postgres::PostgresConnectionManager<NoTls>;
 type Bb8Pool = dbretry::bb8::Pool<Bb8Manager>;
@@ -997,27 +999,6 @@ async fn bb8_a_storm_of_1000_waiters_ends_each_with_the_real_cause_and_leaves_no
 
 // ----- 11. secrets -----
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLogs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// Display and Debug of a pool error, and of dbretry's error inside.
 fn pool_error_texts(error: &PoolError) -> Vec<String> {
     let mut texts = vec![format!("{error}"), format!("{error:?}")];
@@ -1038,18 +1019,9 @@ async fn health_json(pool: &Pool) -> (bool, String) {
 fn passwords_appear_in_no_error_log_line_debug_output_or_health_body() {
     let secret = format!("S3cret-pw-{:x}", support::random_u64());
     let wrong = format!("S3cret-pw-wrong-{:x}", support::random_u64());
-    // tracing caches each callsite's interest globally. With a single thread-local dispatcher
-    // registered, a callsite first reached on another test's thread (no subscriber there) is
-    // cached as "never" and this test's subscriber would miss it; a second registered
-    // dispatcher makes tracing ask every live dispatcher instead.
-    let _second_dispatcher = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    let _second_dispatcher = support::logs::ask_every_dispatcher();
     let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
+    let subscriber = logs.subscriber();
     let texts = {
         // Current-thread runtime: every task, connection tasks included, logs to this thread's
         // subscriber.

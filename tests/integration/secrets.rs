@@ -8,7 +8,6 @@
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dbretry::deadpool_postgres::{Manager, Pool};
@@ -16,7 +15,7 @@ use dbretry::{ErrorChain, RedactedConfig, RetryPolicy, parse_postgres_config, re
 use proptest::prelude::*;
 use tokio_postgres::NoTls;
 
-use crate::support;
+use crate::support::{self, CapturedLogs};
 
 /// How the password is written in the connection string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,44 +304,19 @@ fn error_texts(error: &(dyn StdError + 'static)) -> Vec<String> {
     texts
 }
 
-/// A writer collecting everything `tracing` prints, at every level.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// What the in-process paths let a user see, with the runtime, recorder and subscriber they
 /// share across cases.
 struct Harness {
     runtime: tokio::runtime::Runtime,
     recorder: metrics_exporter_prometheus::PrometheusRecorder,
-    logs: Captured,
+    logs: CapturedLogs,
     subscriber: tracing::Dispatch,
 }
 
 impl Harness {
     fn new() -> Self {
-        let logs = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .finish();
+        let logs = CapturedLogs::default();
+        let subscriber = logs.subscriber();
         Self {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -425,7 +399,7 @@ impl Harness {
 
     /// Every text a failed connect produces: pool errors, health reports, metrics and logs.
     fn connect_outputs(&self, case: &Case) -> Vec<(&'static str, String)> {
-        self.logs.0.lock().unwrap().clear();
+        self.logs.clear();
         let mut out: Vec<(&'static str, String)> = Vec::new();
         let config = case.config();
         let file = self.file(case);
@@ -480,7 +454,7 @@ impl Harness {
             }
         });
         out.push(("Prometheus render", self.recorder.handle().render()));
-        let logs = String::from_utf8_lossy(&self.logs.0.lock().unwrap()).into_owned();
+        let logs = self.logs.text();
         out.push(("tracing output", logs));
         out
     }

@@ -11,6 +11,7 @@
 
 pub mod daemon;
 pub mod haproxy;
+pub mod logs;
 pub mod netns;
 pub mod packages;
 pub mod patroni;
@@ -19,6 +20,7 @@ pub mod pgbouncer;
 pub mod proxy;
 
 pub use haproxy::HaProxy;
+pub use logs::{CapturedLogs, with_captured_logs};
 pub use patroni::PatroniCluster;
 pub use pg::{DATABASE, PASSWORD, PgCluster, SUPERUSER};
 pub use pgbouncer::{PgBouncer, PgBouncerOptions, PoolMode};
