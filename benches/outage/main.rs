@@ -3,12 +3,14 @@
 //! managers, through the same workloads with the same 5 s budget.
 //!
 //! ```text
-//! cargo bench --bench outage --all-features
+//! cargo bench --bench outage --all-features          # every scenario
+//! cargo bench --bench outage --all-features -- f g   # the scenarios of those letters
 //! ```
 //!
 //! Scenarios: (a) steady state, 8 tasks; (b) the server stopped (`pg_ctl stop -m fast`) for
 //! ~1.5 s while 32 tasks loop `get()` + `SELECT 1` on a pool of 10; (c) cold start, the server
-//! coming up 2 s late; (d) permanent errors (missing database, wrong password). Connect
+//! coming up 2 s late; (d) permanent errors (missing database, wrong password); (e) a silent
+//! drop of the idle connections; (f) a PgBouncer restart; (g) a Patroni switchover. Connect
 //! attempts are counted on the client for every pool (a counting connector around each plain
 //! manager's own, and dbretry's diagnostics), since a stopped server sees none.
 
@@ -19,6 +21,7 @@ mod support;
 #[path = "../common/counting.rs"]
 mod counting;
 mod subjects;
+mod topologies;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,16 +36,39 @@ const POOL_SIZE: usize = 10;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // Scenario letters to run (`-- b f`); none: all of them.
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |letter: &str| chosen.is_empty() || chosen.iter().any(|c| c == letter);
+    let rounds = if quick { 1 } else { 9 };
     let pg = PgCluster::start().await;
     pg.set_conf("max_connections", "100");
     pg.restart_fast().await;
 
-    steady_state(&pg, if quick { 1 } else { 9 }).await;
-    steady_recycling(&pg, if quick { 1 } else { 9 }).await;
-    outage(&pg).await;
-    silent_drop(&pg).await;
-    cold_start().await;
-    permanent_errors(&pg).await;
+    if run("a") {
+        steady_state(&pg, rounds).await;
+        steady_recycling(&pg, rounds).await;
+    }
+    if run("b") {
+        outage(&pg).await;
+    }
+    if run("e") {
+        silent_drop(&pg).await;
+    }
+    if run("c") {
+        cold_start().await;
+    }
+    if run("d") {
+        permanent_errors(&pg).await;
+    }
+    if run("f") {
+        topologies::pgbouncer_restart(&pg).await;
+    }
+    if run("g") {
+        topologies::patroni_switchover().await;
+    }
 }
 
 /// What one run of a workload saw.
