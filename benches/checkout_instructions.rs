@@ -25,12 +25,12 @@
 //!
 //! ```text
 //!   deadpool-postgres    1632.0
-//!   dbretry deadpool (Fast)   1661.0  1.02x
-//!   dbretry deadpool (default)   1791.0  1.10x
+//!   dbretry deadpool (Fast)   1659.9  1.02x
+//!   dbretry deadpool (default)   1736.9  1.06x
 //!   bb8-postgres         1476.0
 //!   dbretry bb8          1598.0  1.08x
-//!   bb8-postgres (tested)   7414.4
-//!   dbretry bb8 (tested)   8371.5  1.13x
+//!   bb8-postgres (tested)   7410.4
+//!   dbretry bb8 (tested)   8379.0  1.13x
 //! ```
 //!
 //! Most of what is left is copies: about 40 % of every checkout, plain or not, is `memcpy`
@@ -39,8 +39,8 @@
 //! its state, boxes the waiting path, and makes each check's future where it is awaited
 //! (held once, not once per level it is passed down); its manager's `is_valid` is boxed, as
 //! bb8 embeds it in every `get()` future. dbretry's default deadpool recycling reads the
-//! clock once more than deadpool does (is the connection idle past the window?): ~130
-//! instructions.
+//! clock once more than deadpool does (is the connection idle past the window?): ~75
+//! instructions, with `std`'s clock (tokio's, with `test-util` on as in this bench, costs more).
 //!
 //! The tested kinds' figures vary by a few instructions from run to run (the ping's I/O
 //! interleaves with the other runtime).

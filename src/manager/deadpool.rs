@@ -40,7 +40,10 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
         let Some(window) = shared.checks.after_idle else {
             return Ok(());
         };
-        let idle = metrics.last_used() > window;
+        // Idle past the window: one clock read, compared without computing the idle time.
+        let idle = (metrics.recycled.unwrap_or(metrics.created))
+            .checked_add(window)
+            .is_none_or(|until| std::time::Instant::now() > until);
         if idle && shared.silent_peers.suspects(last_alive) {
             const WHY: &str = "idle while another connection's peer went silent";
             shared.events.recycle_failed(&WHY);
