@@ -79,7 +79,7 @@ impl<B: Backend> Pool<RetryingManager<B>> {
             .0
             .clone();
         // The check on checkout is made here (`get`), where it is bounded by the caller's
-        // budget (1.13x the instructions of bb8's own check, most of it the round trip's).
+        // budget (measured: 1.13x the instructions of a checkout with bb8's own check).
         let test_on_check_out = settings_of(&builder, bb8::Pool::config).test_on_check_out;
         let mut builder = builder.retry_connection(false).test_on_check_out(false);
         if let Some(budget) = shared.gate.retrier().policy().max_elapsed() {
