@@ -54,3 +54,41 @@ pub(crate) async fn open_off_runtime(
         Err(_) => Err(Box::new(InteractError::Cancelled)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    // Issue 10, item 6: a cancelled blocking task was re-raised with `resume_unwind` of a join
+    // error that holds no panic, which itself panics.
+    #[test]
+    fn an_open_whose_blocking_task_is_cancelled_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Arc::new(SqliteOptions::new(dir.path().join("app.db")));
+        // A runtime shut down: what is spawned on it now is cancelled at once (as a runtime
+        // shutting down cancels the blocking work that has not started).
+        let stopped = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = stopped.handle().clone();
+        stopped.shutdown_background();
+        let opened = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let _on_stopped = handle.enter();
+                open_off_runtime(options).await
+            });
+        let error = opened.map(drop).unwrap_err();
+        assert!(
+            matches!(
+                error.downcast_ref::<InteractError>(),
+                Some(InteractError::Cancelled)
+            ),
+            "{error}"
+        );
+        assert!(!dir.path().join("app.db").exists(), "nothing was opened");
+    }
+}
