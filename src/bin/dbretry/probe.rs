@@ -217,3 +217,35 @@ fn summary(error: &Error) -> String {
         None => format!("{class} error ({})", error.kind().as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 10, item 6: the CLI re-raised a cancelled blocking task with `resume_unwind`, which
+    // itself panics (exit 101).
+    #[test]
+    fn a_cancelled_sqlite_check_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        rusqlite::Connection::open(&path).unwrap();
+        // On a runtime already shut down, the blocking task is cancelled at once.
+        let stopped = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = stopped.handle().clone();
+        stopped.shutdown_background();
+        let checked = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let _on_stopped = handle.enter();
+                ping_sqlite(path).await
+            });
+        let error = checked.unwrap_err().to_string();
+        assert!(
+            error.starts_with("the SQLite check did not finish"),
+            "{error}"
+        );
+    }
+}
