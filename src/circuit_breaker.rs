@@ -71,3 +71,33 @@ impl CircuitBreaker {
         self.cool_down
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 10, item 4: `CircuitBreaker::cool_down` was not validated at all.
+    #[test]
+    fn breaker_settings_outside_their_range_are_refused_naming_the_setting_and_range() {
+        let refused = [
+            (0, Duration::from_secs(30), "failure_threshold", "≥ 1"),
+            (3, Duration::ZERO, "cool_down", "≤ 1 day"),
+            (
+                3,
+                CircuitBreaker::MAX_COOL_DOWN + Duration::from_nanos(1),
+                "cool_down",
+                "≤ 1 day",
+            ),
+            (3, Duration::MAX, "cool_down", "≤ 1 day"),
+        ];
+        for (threshold, cool_down, setting, range) in refused {
+            let message = CircuitBreaker::new(threshold, cool_down)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(setting), "{message}");
+            assert!(message.contains(range), "{message}");
+        }
+        let longest = CircuitBreaker::new(1, CircuitBreaker::MAX_COOL_DOWN).unwrap();
+        assert_eq!(longest.cool_down(), CircuitBreaker::MAX_COOL_DOWN);
+    }
+}
