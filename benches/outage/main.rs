@@ -82,6 +82,14 @@ struct Tally {
 }
 
 impl Tally {
+    /// The time from "ready" to the first success, as the tables print it.
+    fn first_ok_after_ready(&self) -> String {
+        match self.first_ok_after_ready_us.load(Ordering::Relaxed) {
+            0 => "never".to_owned(),
+            us => format!("{:.0} ms", us as f64 / 1000.0),
+        }
+    }
+
     fn record(&self, outcome: Outcome, get_took: Duration, ready_at: Option<Instant>) {
         let counter = match outcome {
             Outcome::Ok => &self.ok,
@@ -309,12 +317,7 @@ async fn silent_drop(pg: &PgCluster) {
         for worker in workers {
             worker.abort();
         }
-        let first = tally.first_ok_after_ready_us.load(Ordering::Relaxed);
-        let first = if first == 0 {
-            "never".to_owned()
-        } else {
-            format!("{:.0} ms", first as f64 / 1000.0)
-        };
+        let first = tally.first_ok_after_ready();
         println!(
             "| {name} | {first} | {hung} | {} | {} | {} | {:.0} ms |",
             tally.ok.load(Ordering::Relaxed),
@@ -365,12 +368,7 @@ fn table_header() {
 }
 
 fn table_row(name: &str, tally: &Tally, attempts: Option<u64>, outage: Option<Duration>) {
-    let first = tally.first_ok_after_ready_us.load(Ordering::Relaxed);
-    let first = if first == 0 {
-        "never".to_owned()
-    } else {
-        format!("{:.0} ms", first as f64 / 1000.0)
-    };
+    let first = tally.first_ok_after_ready();
     println!(
         "| {name} | {} | {} | {} | {first} | {} | {:.0} ms | {} |",
         tally.ok.load(Ordering::Relaxed),

@@ -215,6 +215,25 @@ fn rejected_by_server(error: &tokio_postgres::Error) -> bool {
 mod private {
     use super::*;
 
+    /// `$builder` (deadpool-postgres's or tokio-postgres's transaction builder: the same
+    /// methods, no common trait) with the options of `$begin` that are set.
+    macro_rules! begun {
+        ($builder:expr, $begin:expr) => {{
+            let (mut builder, begin) = ($builder, $begin);
+            if let Some(level) = begin.isolation_level {
+                builder = builder.isolation_level(level);
+            }
+            if let Some(read_only) = begin.read_only {
+                builder = builder.read_only(read_only);
+            }
+            if let Some(deferrable) = begin.deferrable {
+                builder = builder.deferrable(deferrable);
+            }
+            builder
+        }};
+    }
+    pub(super) use begun;
+
     /// How the transaction begins.
     #[derive(Clone, Copy, Debug, Default)]
     pub struct Begin {
@@ -253,7 +272,7 @@ mod private {
 
 #[cfg(feature = "deadpool")]
 mod on_deadpool {
-    use super::private::{Begin, Ops};
+    use super::private::{Begin, Ops, begun};
     use super::*;
     use crate::deadpool_postgres::{Object, Pool};
 
@@ -281,17 +300,7 @@ mod on_deadpool {
             connection: &'c mut Self::Connection<'_>,
             begin: &Begin,
         ) -> Boxed<'c, Result<deadpool_postgres::Transaction<'c>, tokio_postgres::Error>> {
-            let mut builder = connection.build_transaction();
-            if let Some(level) = begin.isolation_level {
-                builder = builder.isolation_level(level);
-            }
-            if let Some(read_only) = begin.read_only {
-                builder = builder.read_only(read_only);
-            }
-            if let Some(deferrable) = begin.deferrable {
-                builder = builder.deferrable(deferrable);
-            }
-            Box::pin(builder.start())
+            Box::pin(begun!(connection.build_transaction(), begin).start())
         }
 
         fn client<'t>(transaction: &'t deadpool_postgres::Transaction<'_>) -> &'t Client {
@@ -316,7 +325,7 @@ mod on_deadpool {
 
 #[cfg(feature = "bb8")]
 mod on_bb8 {
-    use super::private::{Begin, Ops};
+    use super::private::{Begin, Ops, begun};
     use super::*;
     use crate::bb8::{Pool, PooledConnection};
     use crate::bb8_postgres::PostgresConnectionManager;
@@ -342,17 +351,7 @@ mod on_bb8 {
             connection: &'c mut Self::Connection<'_>,
             begin: &Begin,
         ) -> Boxed<'c, Result<tokio_postgres::Transaction<'c>, tokio_postgres::Error>> {
-            let mut builder = connection.build_transaction();
-            if let Some(level) = begin.isolation_level {
-                builder = builder.isolation_level(level);
-            }
-            if let Some(read_only) = begin.read_only {
-                builder = builder.read_only(read_only);
-            }
-            if let Some(deferrable) = begin.deferrable {
-                builder = builder.deferrable(deferrable);
-            }
-            Box::pin(builder.start())
+            Box::pin(begun!(connection.build_transaction(), begin).start())
         }
 
         fn client<'t>(transaction: &'t tokio_postgres::Transaction<'_>) -> &'t Client {

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dbretry::deadpool_postgres::{self, Manager, Runtime};
-use dbretry::{CheckSettings, Error, ErrorKind, RetryPolicy};
+use dbretry::{CheckSettings, Error, ErrorKind};
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::callers::{Seen, hammer};
+use crate::deadpool_postgres::pool_policy;
 use crate::support::netns::{self, KernelBlackHole};
 use crate::support::{self, FaultProxy, PgCluster};
 use crate::{step, warm};
@@ -24,15 +25,6 @@ const LATE: Duration = Duration::from_millis(500);
 const POOL_SIZE: usize = 10;
 const CALLERS: usize = 32;
 
-fn policy(budget: Duration) -> RetryPolicy {
-    RetryPolicy::builder()
-        .max_attempts(u32::MAX)
-        .max_delay(Duration::from_millis(100))
-        .max_elapsed(budget)
-        .build()
-        .unwrap()
-}
-
 type DeadpoolPool = dbretry::deadpool::Pool<Manager>;
 type Bb8Manager = dbretry::bb8_postgres::PostgresConnectionManager<NoTls>;
 type Bb8Pool = dbretry::bb8::Pool<Bb8Manager>;
@@ -41,7 +33,7 @@ type Bb8Pool = dbretry::bb8::Pool<Bb8Manager>;
 /// per `get()`.
 fn deadpool(config: tokio_postgres::Config, budget: Duration, size: usize) -> DeadpoolPool {
     let manager = Manager::builder(config, NoTls)
-        .policy(policy(budget))
+        .policy(pool_policy(budget))
         .build();
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(size)
@@ -53,7 +45,7 @@ fn deadpool(config: tokio_postgres::Config, budget: Duration, size: usize) -> De
 /// dbretry's bb8 manager with bb8's defaults (a check on every checkout).
 async fn bb8(config: tokio_postgres::Config, budget: Duration, size: u32) -> Bb8Pool {
     let manager = Bb8Manager::builder(config, NoTls)
-        .policy(policy(budget))
+        .policy(pool_policy(budget))
         .build();
     dbretry::bb8::Pool::new(bb8::Pool::builder().max_size(size), manager)
         .await
@@ -199,7 +191,7 @@ async fn once_a_connection_is_found_dead_its_recently_used_siblings_are_checked_
     // An idle window no step of this test can reach: only the lost sibling can cause a check.
     let checks = CheckSettings::default().after_idle(Some(Duration::from_secs(3600)));
     let manager = Manager::builder(pg.config_via(proxy.addr()), NoTls)
-        .policy(policy(BUDGET))
+        .policy(pool_policy(BUDGET))
         .checks(checks)
         .build();
     let pool = dbretry::deadpool::Pool::new(
@@ -377,7 +369,7 @@ async fn sessions_of_a_read_write_pool_on_a_server_fenced_read_only_leave_the_po
 async fn a_thousand_callers_through_a_two_second_outage_with_deadpools_wait_bound_all_succeed() {
     let pg = PgCluster::start().await;
     let manager = Manager::builder(pg.config(), NoTls)
-        .policy(policy(BUDGET))
+        .policy(pool_policy(BUDGET))
         .build();
     // The drop-in path: deadpool's own pool, its own wait bound.
     let pool = deadpool_postgres::Pool::builder(manager)

@@ -12,7 +12,7 @@ use crate::support::{self, PgCluster};
 
 /// Runs `test` on a current-thread runtime with a recorder local to this thread, so that
 /// tests running in parallel do not see each other's metrics.
-fn with_recorder<F: Future>(test: impl FnOnce() -> F) -> (F::Output, Snapshotter) {
+pub(crate) fn with_recorder<F: Future>(test: impl FnOnce() -> F) -> (F::Output, Snapshotter) {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let output = metrics::with_local_recorder(&recorder, || {
@@ -28,10 +28,11 @@ fn with_recorder<F: Future>(test: impl FnOnce() -> F) -> (F::Output, Snapshotter
 /// One metric: name, labels, value.
 type Metric = (String, Vec<(String, String)>, DebugValue);
 
-struct Snapshot(Vec<Metric>);
+/// What a debugging recorder holds, taken at once (taking it resets the counters).
+pub(crate) struct Snapshot(Vec<Metric>);
 
 impl Snapshot {
-    fn take(snapshotter: &Snapshotter) -> Self {
+    pub(crate) fn take(snapshotter: &Snapshotter) -> Self {
         Self(
             snapshotter
                 .snapshot()
@@ -50,7 +51,7 @@ impl Snapshot {
     }
 
     /// The counter `name` with exactly these labels (0 if never incremented).
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+    pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.find(name, labels)
             .map(|value| match value {
                 DebugValue::Counter(n) => *n,

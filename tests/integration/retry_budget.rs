@@ -1,73 +1,24 @@
 //! A retry budget under a storm of failing operations, counted from the metrics: retries stay
 //! within the budget, and no first attempt is refused.
 
-use std::future::Future;
 use std::time::Duration;
 
 use dbretry::deadpool_sqlite::{Manager, Pool};
 use dbretry::sqlite::SqliteOptions;
 use dbretry::{ErrorKind, Retrier, RetryBudget, RetryPolicy, metrics as m};
 use futures_util::StreamExt;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rusqlite::Connection;
 
-/// Runs `test` on a current-thread runtime with a recorder local to this thread.
-fn with_recorder<F: Future>(test: impl FnOnce() -> F) -> (F::Output, Snapshotter) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let output = metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test())
-    });
-    (output, snapshotter)
-}
+use crate::metrics::{Snapshot, with_recorder};
 
-/// Sorted label pairs.
-type Labels = Vec<(String, String)>;
-
-/// One snapshot of the counters (taking it resets them): name, sorted labels, value.
-struct Counters(Vec<(String, Labels, u64)>);
-
-impl Counters {
-    fn take(snapshotter: &Snapshotter) -> Self {
-        Self(
-            snapshotter
-                .snapshot()
-                .into_vec()
-                .into_iter()
-                .filter_map(|(key, _, _, value)| {
-                    let key = key.key();
-                    let mut labels: Labels = key
-                        .labels()
-                        .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                        .collect();
-                    labels.sort();
-                    match value {
-                        DebugValue::Counter(n) => Some((key.name().to_owned(), labels, n)),
-                        _ => None,
-                    }
-                })
-                .collect(),
-        )
-    }
-
-    /// The counter `name` of pool `pool` in the operation phase with `extra` labels (0 if
-    /// never incremented).
-    fn get(&self, name: &str, pool: &str, extra: &[(&str, &str)]) -> u64 {
-        let mut wanted: Labels = [("pool", pool), ("phase", "operation")]
-            .iter()
-            .chain(extra)
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        wanted.sort();
-        self.0
-            .iter()
-            .find(|(known, labels, _)| known == name && *labels == wanted)
-            .map_or(0, |(_, _, n)| *n)
-    }
+/// The counter `name` of pool `storm` in the operation phase with `extra` labels (0 if never
+/// incremented).
+fn storm_counter(snapshot: &Snapshot, name: &str, extra: &[(&str, &str)]) -> u64 {
+    let labels: Vec<(&str, &str)> = [("pool", "storm"), ("phase", "operation")]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    snapshot.counter(name, &labels)
 }
 
 const OPERATIONS: usize = 200;
@@ -117,11 +68,11 @@ fn a_ten_percent_budget_caps_retries_in_a_storm_and_refuses_no_first_attempt() {
     let budget = RetryBudget::new(0.1, 0, Duration::from_secs(3600)).unwrap();
     let retrier = Retrier::new(policy()).name("storm").budget(budget);
     let (kinds, snapshotter) = with_recorder(|| storm(retrier));
-    let counters = Counters::take(&snapshotter);
-    let tries = counters.get(m::ATTEMPTS_TOTAL, "storm", &[("outcome", "transient")]);
-    let retries = counters.get(m::RETRIES_TOTAL, "storm", &[]);
-    let refused = counters.get(m::GIVE_UPS_TOTAL, "storm", &[("reason", "budget")]);
-    let exhausted = counters.get(m::GIVE_UPS_TOTAL, "storm", &[("reason", "attempts")]);
+    let counters = Snapshot::take(&snapshotter);
+    let tries = storm_counter(&counters, m::ATTEMPTS_TOTAL, &[("outcome", "transient")]);
+    let retries = storm_counter(&counters, m::RETRIES_TOTAL, &[]);
+    let refused = storm_counter(&counters, m::GIVE_UPS_TOTAL, &[("reason", "budget")]);
+    let exhausted = storm_counter(&counters, m::GIVE_UPS_TOTAL, &[("reason", "attempts")]);
     eprintln!(
         "budget 10 %: {OPERATIONS} operations, {tries} tries, {retries} retries, \
          {refused} refused by the budget, {exhausted} out of attempts"
@@ -148,7 +99,7 @@ fn a_ten_percent_budget_caps_retries_in_a_storm_and_refuses_no_first_attempt() {
 fn without_a_budget_the_same_storm_retries_every_operation_to_its_last_attempt() {
     let retrier = Retrier::new(policy()).name("storm");
     let (kinds, snapshotter) = with_recorder(|| storm(retrier));
-    let retries = Counters::take(&snapshotter).get(m::RETRIES_TOTAL, "storm", &[]);
+    let retries = storm_counter(&Snapshot::take(&snapshotter), m::RETRIES_TOTAL, &[]);
     eprintln!("no budget: {OPERATIONS} operations, {retries} retries");
     assert_eq!(retries, OPERATIONS as u64 * u64::from(MAX_ATTEMPTS - 1));
     assert!(kinds.iter().all(|kind| *kind == ErrorKind::RetryExhausted));

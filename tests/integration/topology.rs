@@ -10,31 +10,23 @@
 use std::time::Duration;
 
 use dbretry::deadpool_postgres::{self, Manager};
-use dbretry::{ErrorClass, ErrorKind, RetryPolicy};
+use dbretry::{ErrorClass, ErrorKind};
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
 
 use crate::callers::{Running, Seen};
+use crate::deadpool_postgres::pool_policy;
 use crate::step;
 use crate::support::{HaProxy, PatroniCluster, PgBouncer, PgBouncerOptions, PgCluster};
 
 const CALLERS: usize = 16;
 const POOL_SIZE: usize = 8;
 
-fn policy(budget: Duration) -> RetryPolicy {
-    RetryPolicy::builder()
-        .max_attempts(u32::MAX)
-        .max_delay(Duration::from_millis(100))
-        .max_elapsed(budget)
-        .build()
-        .unwrap()
-}
-
 type Bb8Manager = dbretry::bb8_postgres::PostgresConnectionManager<NoTls>;
 
 fn deadpool(config: tokio_postgres::Config, budget: Duration) -> dbretry::deadpool::Pool<Manager> {
     let manager = Manager::builder(config, NoTls)
-        .policy(policy(budget))
+        .policy(pool_policy(budget))
         .build();
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(POOL_SIZE)
@@ -45,7 +37,7 @@ fn deadpool(config: tokio_postgres::Config, budget: Duration) -> dbretry::deadpo
 
 async fn bb8(config: tokio_postgres::Config, budget: Duration) -> dbretry::bb8::Pool<Bb8Manager> {
     let manager = Bb8Manager::builder(config, NoTls)
-        .policy(policy(budget))
+        .policy(pool_policy(budget))
         .build();
     dbretry::bb8::Pool::new(bb8::Pool::builder().max_size(POOL_SIZE as u32), manager)
         .await
@@ -227,6 +219,24 @@ where
     }
 }
 
+/// Waits until the direct pools' loads and then, once `routed` (HAProxy points at the
+/// leader), the load through HAProxy have each served a request from now on.
+async fn served_again(
+    [deadpool, bb8, through_haproxy]: [&Running; 3],
+    routed: impl std::future::Future<Output = ()>,
+    budget: Duration,
+) {
+    let before = (
+        deadpool.ok().await,
+        bb8.ok().await,
+        through_haproxy.ok().await,
+    );
+    deadpool.wait_for_more_than(before.0, budget).await;
+    bb8.wait_for_more_than(before.1, budget).await;
+    routed.await;
+    through_haproxy.wait_for_more_than(before.2, budget).await;
+}
+
 /// What a session is connected to: is it in recovery, and the server's port.
 async fn role(client: &tokio_postgres::Client) -> (bool, u16) {
     let row = client
@@ -273,57 +283,39 @@ async fn a_patroni_switchover_failover_and_crash_cost_no_checkout_error_and_leav
     for load in [&on_deadpool, &on_haproxy, &on_bb8] {
         load.wait_for_more_than(0, budget).await;
     }
+    let deadpool_on_leader = async |cluster: &PatroniCluster, when: &str| {
+        let checkout = || async { role(&deadpool_pool.get().await.unwrap()).await };
+        assert_on_leader(&format!("deadpool after {when}"), cluster, checkout).await;
+    };
+    let bb8_on_leader = async |cluster: &PatroniCluster, when: &str| {
+        let checkout = || async { role(&bb8_pool.get().await.unwrap()).await };
+        assert_on_leader(&format!("bb8 after {when}"), cluster, checkout).await;
+    };
 
     // Switchover: a planned move of the leader.
     let switched = Instant::now();
     let leader = cluster.switchover(None).await;
     assert_ne!(leader, first_leader);
-    let before = (
-        on_deadpool.ok().await,
-        on_bb8.ok().await,
-        on_haproxy.ok().await,
-    );
-    on_deadpool.wait_for_more_than(before.0, budget).await;
-    on_bb8.wait_for_more_than(before.1, budget).await;
-    haproxy.wait_routes_to(leader).await;
-    on_haproxy.wait_for_more_than(before.2, budget).await;
+    let routed = haproxy.wait_routes_to(leader);
+    served_again([&on_deadpool, &on_bb8, &on_haproxy], routed, budget).await;
     println!(
         "switchover: every pool served again {:?} after it began",
         switched.elapsed()
     );
-    assert_on_leader("deadpool after the switchover", &cluster, || async {
-        role(&deadpool_pool.get().await.unwrap()).await
-    })
-    .await;
-    assert_on_leader("bb8 after the switchover", &cluster, || async {
-        role(&bb8_pool.get().await.unwrap()).await
-    })
-    .await;
+    deadpool_on_leader(&cluster, "the switchover").await;
+    bb8_on_leader(&cluster, "the switchover").await;
 
     // Failover: the leader's Patroni and postmaster killed.
     let failed_over = Instant::now();
     let leader = cluster.failover().await;
-    let before = (
-        on_deadpool.ok().await,
-        on_bb8.ok().await,
-        on_haproxy.ok().await,
-    );
-    on_deadpool.wait_for_more_than(before.0, budget).await;
-    on_bb8.wait_for_more_than(before.1, budget).await;
-    haproxy.wait_routes_to(leader).await;
-    on_haproxy.wait_for_more_than(before.2, budget).await;
+    let routed = haproxy.wait_routes_to(leader);
+    served_again([&on_deadpool, &on_bb8, &on_haproxy], routed, budget).await;
     println!(
         "failover: every pool served again {:?} after the kill",
         failed_over.elapsed()
     );
-    assert_on_leader("deadpool after the failover", &cluster, || async {
-        role(&deadpool_pool.get().await.unwrap()).await
-    })
-    .await;
-    assert_on_leader("bb8 after the failover", &cluster, || async {
-        role(&bb8_pool.get().await.unwrap()).await
-    })
-    .await;
+    deadpool_on_leader(&cluster, "the failover").await;
+    bb8_on_leader(&cluster, "the failover").await;
 
     // Crash: the leader's postmaster killed; Patroni restarts it in place (crash recovery).
     let crashed = Instant::now();
@@ -334,22 +326,13 @@ async fn a_patroni_switchover_failover_and_crash_cost_no_checkout_error_and_leav
         "crash: the cluster was healthy again {:?} after the kill",
         crashed.elapsed()
     );
-    let before = (
-        on_deadpool.ok().await,
-        on_bb8.ok().await,
-        on_haproxy.ok().await,
-    );
-    on_deadpool.wait_for_more_than(before.0, budget).await;
-    on_bb8.wait_for_more_than(before.1, budget).await;
-    on_haproxy.wait_for_more_than(before.2, budget).await;
+    let routed = std::future::ready(()); // HAProxy's leader did not change
+    served_again([&on_deadpool, &on_bb8, &on_haproxy], routed, budget).await;
     println!(
         "crash: every pool served again {:?} after the kill",
         crashed.elapsed()
     );
-    assert_on_leader("deadpool after the crash", &cluster, || async {
-        role(&deadpool_pool.get().await.unwrap()).await
-    })
-    .await;
+    deadpool_on_leader(&cluster, "the crash").await;
 
     for (what, load) in [
         ("deadpool", on_deadpool),
