@@ -149,8 +149,7 @@ impl Config {
     /// # Errors
     /// A `DB_RETRY_*` variable that does not parse or is out of range, named.
     pub fn get_retry_config(&self) -> Result<RetryConfig, ConfigError> {
-        let section = self.retry.clone().unwrap_or_default();
-        Ok(section.merge(RetryConfig::from_env()?))
+        RetryConfig::section_under_env(self.retry.as_ref())
     }
 
     fn manager_builder(&self, runtime: Runtime) -> Result<ManagerBuilder, ConfigError> {

@@ -224,8 +224,7 @@ impl Config {
     /// # Errors
     /// A `DB_RETRY_*` variable that does not parse or is out of range, named.
     pub fn get_retry_config(&self) -> Result<RetryConfig, ConfigError> {
-        let section = self.retry.clone().unwrap_or_default();
-        Ok(section.merge(RetryConfig::from_env()?))
+        Ok(RetryConfig::section_under_env(self.retry.as_ref())?)
     }
 
     /// deadpool-postgres's `Config` with the same settings.

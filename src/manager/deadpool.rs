@@ -26,7 +26,8 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
         metrics: &Metrics,
     ) -> RecycleResult<Error> {
         let shared = &self.shared.0;
-        let last_alive = Instant::from_std(metrics.recycled.unwrap_or(metrics.created));
+        let last_used = metrics.recycled.unwrap_or(metrics.created);
+        let last_alive = Instant::from_std(last_used);
         if self.backend.is_broken(connection) {
             shared.events.recycle_failed(&"connection closed");
             shared.connection_lost(last_alive);
@@ -41,7 +42,7 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
             return Ok(());
         };
         // Idle past the window: one clock read, compared without computing the idle time.
-        let idle = (metrics.recycled.unwrap_or(metrics.created))
+        let idle = last_used
             .checked_add(window)
             .is_none_or(|until| std::time::Instant::now() > until);
         if idle && shared.silent_peers.suspects(last_alive) {

@@ -30,6 +30,19 @@ impl RetryConfig {
         Self::from_vars(std::env::vars_os())
     }
 
+    /// A configuration file's `retry` section with each `DB_RETRY_*` variable that is set
+    /// taking its place: the deployment's word over the file's, on every `Config` path.
+    #[cfg_attr(
+        not(all(feature = "deadpool", any(feature = "postgres", feature = "sqlite"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn section_under_env(section: Option<&RetryConfig>) -> Result<Self, ConfigError> {
+        Ok(section
+            .cloned()
+            .unwrap_or_default()
+            .merge(Self::from_env()?))
+    }
+
     /// Like [`RetryConfig::from_env`], from the given `(name, value)` pairs instead of the
     /// process environment; names without the `DB_RETRY_` prefix are ignored.
     ///
