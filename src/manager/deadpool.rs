@@ -26,8 +26,7 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
         metrics: &Metrics,
     ) -> RecycleResult<Error> {
         let shared = &self.shared.0;
-        let last_used = metrics.recycled.unwrap_or(metrics.created);
-        let last_alive = Instant::from_std(last_used);
+        let last_alive = Instant::from_std(metrics.recycled.unwrap_or(metrics.created));
         if self.backend.is_broken(connection) {
             shared.events.recycle_failed(&"connection closed");
             shared.connection_lost(last_alive);
@@ -42,7 +41,9 @@ impl<B: Backend> managed::Manager for RetryingManager<B> {
             return Ok(());
         };
         // Idle past the window: one clock read, compared without computing the idle time.
-        let idle = last_used
+        // (`metrics` read again rather than kept from above: a value kept across the check's
+        // await would enlarge this future, which deadpool embeds in every `get()`.)
+        let idle = (metrics.recycled.unwrap_or(metrics.created))
             .checked_add(window)
             .is_none_or(|until| std::time::Instant::now() > until);
         if idle && shared.silent_peers.suspects(last_alive) {
