@@ -1,5 +1,6 @@
 //! No password reaches the output of `dbretry check`: random passwords in every form, through
-//! every input path (`--url`, `$DATABASE_URL`, a `--config` file, broken or not), in every
+//! every input path (`--url`, `$DATABASE_URL`, a `--config` file, broken or not, or given where a
+//! file name belongs: `--config` or `--ca-file`), in every
 //! output mode (plain, `-v`, `--json`), run as the built binary against a closed port.
 
 use std::process::{Command, Output};
@@ -16,6 +17,10 @@ enum Input {
     File,
     /// A config file whose `url` line is broken TOML.
     BrokenFile,
+    /// The connection string given where a file name belongs: `--config postgres://…`.
+    AsConfigFile,
+    /// The connection string given as `--ca-file`, beside a target without a password.
+    AsCaFile,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +61,13 @@ fn run(text: &str, input: Input, mode: Mode, wait: bool) -> Output {
             std::fs::write(&path, format!("[databases.default]\n{line}\n")).unwrap();
             command.arg("--config").arg(&path);
         }
+        Input::AsConfigFile => {
+            command.arg("--config").arg(text);
+        }
+        Input::AsCaFile => {
+            let url = format!("postgres://app@127.0.0.1:{}/app", closed_port());
+            command.arg("--url").arg(url).arg("--ca-file").arg(text);
+        }
     }
     match mode {
         Mode::Plain => {}
@@ -78,6 +90,8 @@ fn any_input() -> impl Strategy<Value = Input> {
         Input::Env,
         Input::File,
         Input::BrokenFile,
+        Input::AsConfigFile,
+        Input::AsCaFile,
     ])
 }
 

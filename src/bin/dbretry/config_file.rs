@@ -345,13 +345,17 @@ pub(crate) fn read_error(path: impl Display, error: &std::io::Error) -> String {
 /// A file name as messages print it: as given, unless it looks like a connection string put
 /// in the wrong place (`--config postgres://app:secret@…`), which is then not printed.
 pub(crate) fn shown_path(path: &std::path::Path, flag: &str) -> String {
-    let text = path.to_string_lossy();
-    let lower = text.to_ascii_lowercase();
-    if text.contains("://") || text.contains('@') || lower.contains("password") {
+    if looks_like_a_connection_string(path) {
         format!("the {flag} file (its name is not shown: it looks like a connection string)")
     } else {
-        text.into_owned()
+        path.to_string_lossy().into_owned()
     }
+}
+
+/// Whether a file name may hold a password: a URL, a `user@host` or a `password=…`.
+pub(crate) fn looks_like_a_connection_string(path: &std::path::Path) -> bool {
+    let text = path.to_string_lossy();
+    text.contains("://") || text.contains('@') || text.to_ascii_lowercase().contains("password")
 }
 
 /// A database name as messages print it: as given if it is a plain name.

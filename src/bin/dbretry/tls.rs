@@ -11,6 +11,18 @@ use tokio_postgres::config::SslMode;
 
 use crate::args::Check;
 
+/// The CA file as messages name it: with its path, unless the path may hold a password.
+#[cfg(feature = "tls-rustls")]
+fn ca_file_named(path: &std::path::Path, from: &str) -> String {
+    if crate::config_file::looks_like_a_connection_string(path) {
+        format!(
+            "the CA file given by {from} (its name is not shown: it looks like a connection string)"
+        )
+    } else {
+        format!("the CA file {} ({from})", path.display())
+    }
+}
+
 /// How PostgreSQL targets are reached.
 pub(crate) struct Tls {
     #[cfg(feature = "tls-rustls")]
@@ -37,11 +49,10 @@ impl Tls {
             let rustls = match &ca_file {
                 None => tls::rustls_webpki_roots(),
                 Some((path, from)) => {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        format!("cannot read the CA file {} ({from}): {e}", path.display())
-                    })?;
+                    let pem = std::fs::read(path)
+                        .map_err(|e| format!("cannot read {}: {e}", ca_file_named(path, from)))?;
                     tls::rustls_trusting_pem(&pem)
-                        .map_err(|e| format!("invalid CA file {} ({from}): {e}", path.display()))?
+                        .map_err(|e| format!("invalid {}: {e}", ca_file_named(path, from)))?
                 }
             };
             Ok(Self {
