@@ -224,22 +224,37 @@ async fn outage(pg: &PgCluster) {
     println!("\n## (b) outage: 32 tasks, pool max {POOL_SIZE}, server stopped ~1.5 s mid-run\n");
     table_header();
     for subject in Subject::all(&pg.config(), POOL_SIZE, BUDGET).await {
-        subject.warm_up().await;
-        let ready = Arc::new(std::sync::Mutex::new(None));
-        let load = run_load(&subject, 32, Duration::from_millis(5500), ready.clone());
-        let chaos = async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let before = subject.connect_attempts();
-            let stopping = Instant::now();
+        disrupted_row(&subject, 32, Duration::from_millis(5500), async {
             pg.stop_fast().await;
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            let ready_at = pg.start_server_timing_ready().await;
-            *ready.lock().unwrap() = Some(ready_at);
-            (subject.connect_attempts() - before, stopping.elapsed())
-        };
-        let (tally, (attempts, outage_took)) = tokio::join!(load, chaos);
-        table_row(&subject.name, &tally, Some(attempts), Some(outage_took));
+            pg.start_server_timing_ready().await
+        })
+        .await;
     }
+}
+
+/// One table row of a disruption: `tasks` loops on `subject` for `run_for`; 1 s in,
+/// `disrupt` runs, and ends when the backend is ready again (the instant it returns). The
+/// row counts the connect attempts and the time from the disruption's start to its end.
+async fn disrupted_row(
+    subject: &Subject,
+    tasks: usize,
+    run_for: Duration,
+    disrupt: impl std::future::Future<Output = Instant>,
+) {
+    subject.warm_up().await;
+    let ready = Arc::new(std::sync::Mutex::new(None));
+    let load = run_load(subject, tasks, run_for, ready.clone());
+    let chaos = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let before = subject.connect_attempts();
+        let began = Instant::now();
+        let ready_at = disrupt.await;
+        *ready.lock().unwrap() = Some(ready_at);
+        (subject.connect_attempts() - before, began.elapsed())
+    };
+    let (tally, (attempts, took)) = tokio::join!(load, chaos);
+    table_row(&subject.name, &tally, Some(attempts), Some(took));
 }
 
 async fn cold_start() {

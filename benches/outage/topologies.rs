@@ -2,12 +2,11 @@
 //! PgBouncer restart in front of the server, (g) a Patroni switchover under a multi-host
 //! `target_session_attrs=read-write` configuration.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::subjects::Subject;
 use crate::support::{PatroniCluster, PgBouncer, PgBouncerOptions, PgCluster};
-use crate::{BUDGET, POOL_SIZE, run_load, table_header, table_row};
+use crate::{BUDGET, POOL_SIZE, disrupted_row, table_header};
 
 /// How long PgBouncer stays down.
 const BOUNCER_DOWN: Duration = Duration::from_millis(500);
@@ -23,21 +22,13 @@ pub async fn pgbouncer_restart(pg: &PgCluster) {
     table_header();
     for name in Subject::NAMES {
         let subject = Subject::by_name(name, &bouncer.config(), POOL_SIZE, BUDGET).await;
-        subject.warm_up().await;
-        let ready = Arc::new(std::sync::Mutex::new(None));
-        let load = run_load(&subject, 32, Duration::from_millis(4000), ready.clone());
-        let chaos = async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let before = subject.connect_attempts();
-            let stopping = Instant::now();
+        disrupted_row(&subject, 32, Duration::from_millis(4000), async {
             bouncer.stop().await;
             tokio::time::sleep(BOUNCER_DOWN).await;
             bouncer.start_again().await;
-            *ready.lock().unwrap() = Some(Instant::now());
-            (subject.connect_attempts() - before, stopping.elapsed())
-        };
-        let (tally, (attempts, outage)) = tokio::join!(load, chaos);
-        table_row(&subject.name, &tally, Some(attempts), Some(outage));
+            Instant::now()
+        })
+        .await;
     }
 }
 
@@ -54,18 +45,10 @@ pub async fn patroni_switchover() {
     table_header();
     for name in Subject::NAMES {
         let subject = Subject::by_name(name, &cluster.config(), POOL_SIZE, BUDGET).await;
-        subject.warm_up().await;
-        let ready = Arc::new(std::sync::Mutex::new(None));
-        let load = run_load(&subject, TASKS, Duration::from_millis(7000), ready.clone());
-        let chaos = async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            let before = subject.connect_attempts();
-            let began = Instant::now();
+        disrupted_row(&subject, TASKS, Duration::from_millis(7000), async {
             cluster.switchover(None).await;
-            *ready.lock().unwrap() = Some(Instant::now());
-            (subject.connect_attempts() - before, began.elapsed())
-        };
-        let (tally, (attempts, outage)) = tokio::join!(load, chaos);
-        table_row(&subject.name, &tally, Some(attempts), Some(outage));
+            Instant::now()
+        })
+        .await;
     }
 }
