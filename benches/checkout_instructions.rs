@@ -21,30 +21,33 @@
 //!   dbretry bb8          3142.9  2.12x   (totals 1320 / 157144506)
 //! ```
 //!
-//! and after it (2026-12-01):
+//! and after it (2026-12-02):
 //!
 //! ```text
-//!   deadpool-postgres    1632.0
-//!   dbretry deadpool (Fast)   1659.9  1.02x
-//!   dbretry deadpool (default)   1736.9  1.06x
-//!   bb8-postgres         1476.0
-//!   dbretry bb8          1598.0  1.08x
-//!   bb8-postgres (tested)   7410.4
-//!   dbretry bb8 (tested)   8379.0  1.13x
+//!   deadpool-postgres    1633.0
+//!   dbretry deadpool (Fast)   1662.0  1.02x
+//!   dbretry deadpool (default)   1727.5  1.06x
+//!   bb8-postgres         1481.0
+//!   dbretry bb8          1517.0  1.02x
+//!   bb8-postgres (tested)   7415.5
+//!   dbretry bb8 (tested)   8673.0  1.17x
 //! ```
 //!
-//! Most of what is left is copies: about 40 % of every checkout, plain or not, is `memcpy`
-//! of futures and pooled connections (`DBRETRY_CALLGRIND_DIR` keeps the files to see it in).
-//! dbretry's bb8 `get()` polls bb8's own `get()` once inside a closure, so that bb8's future
-//! is not part of its state, boxes the waiting path, and makes each check's future where it
-//! is awaited (held once, not once per level it is passed down); its manager's `is_valid` is
-//! boxed, as bb8 embeds it in every `get()` future. The 122 instructions left over bb8's are
-//! three more `memcpy` calls per checkout (63; a pooled connection is 200 bytes) and the
-//! wrapper's own code.
-//! Polling bb8's `get()` in place instead, in a hand-written future that holds it as a plain
-//! caller's future does, measured worse: 1,622 (1.09x), tested 1.30x. dbretry's default
-//! deadpool recycling reads the clock once more than deadpool does (is the connection idle
-//! past the window?): ~75 instructions, with `std`'s clock (tokio's, with `test-util` on as in this bench, costs more).
+//! (A plain pool's figure moves by up to ~20 instructions when the library changes, as the
+//! one bench binary holds every kind and the code's layout moves with it; compare ratios
+//! from one run.) Most of a checkout, plain or not, is `memcpy` of futures and pooled
+//! connections (`DBRETRY_CALLGRIND_DIR` keeps the files to see it in). dbretry's bb8 `get()`
+//! is a small hand-written future whose first poll polls bb8's own `get()` on its stack and
+//! returns its connection from there; it is inlined into the caller as bb8's is (out of
+//! line, 1,568: 1.06x), and everything past the first poll is boxed. Earlier shapes measured
+//! worse: an `async fn` polling bb8's `get()` once in a closure, 1,598 (1.08x); bb8's future
+//! held in ours, 1,622 (1.09x); the check's future held inline (a 1,408-byte `get()`
+//! future), 1,585 (1.07x). The price is on the tested path: a connection taken at once is
+//! checked in a boxed future, one allocation per checkout (1.17x against 1.13x with the
+//! check inline). dbretry's default deadpool recycling reads the clock once more than
+//! deadpool does (is the connection idle past the window?): ~65 instructions, the clock
+//! read and `Instant::checked_add`, with `std`'s clock (tokio's, with `test-util` on as in
+//! this bench, costs more).
 //!
 //! The tested kinds' figures vary by a few instructions from run to run (the ping's I/O
 //! interleaves with the other runtime).

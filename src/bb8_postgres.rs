@@ -110,6 +110,7 @@ impl<Tls: MakeTls> Backend for Connector<Tls> {
         Ok(client)
     }
 
+    #[inline]
     fn is_broken(&self, client: &mut Client) -> bool {
         client.is_closed()
     }

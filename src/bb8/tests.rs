@@ -45,8 +45,14 @@ impl Backend for Arc<Scripted> {
         false
     }
 
-    async fn ping(_: &mut u32) -> io::Result<()> {
-        Ok(())
+    /// The ping's answer is in the connection's number: below [`DEAD`] it answers, from
+    /// [`DEAD`] to [`SILENT`] it fails, from [`SILENT`] on it never answers.
+    async fn ping(connection: &mut u32) -> io::Result<()> {
+        match *connection {
+            SILENT.. => std::future::pending().await,
+            DEAD.. => Err(io::ErrorKind::ConnectionReset.into()),
+            _ => Ok(()),
+        }
     }
 
     fn recycle_check(&self, _: &mut u32) -> Option<impl Future<Output = io::Result<()>> + Send> {
@@ -54,10 +60,81 @@ impl Backend for Arc<Scripted> {
     }
 }
 
+/// Connections numbered from here fail their ping.
+const DEAD: u32 = 100;
+/// Connections numbered from here never answer their ping.
+const SILENT: u32 = 200;
+
 async fn pool(script: &Arc<Scripted>) -> Pool<RetryingManager<Arc<Scripted>>> {
+    pool_testing(script, false).await
+}
+
+async fn pool_testing(
+    script: &Arc<Scripted>,
+    test_on_check_out: bool,
+) -> Pool<RetryingManager<Arc<Scripted>>> {
     let manager = crate::ManagerBuilder::new(script.clone()).build();
-    let builder = bb8::Pool::builder().max_size(2).test_on_check_out(false);
+    let builder = bb8::Pool::builder()
+        .max_size(2)
+        .test_on_check_out(test_on_check_out);
     Pool::new(builder, manager).await.unwrap()
+}
+
+/// A pool testing on checkout whose one idle connection is number `idle`.
+async fn pool_with_idle(script: &Arc<Scripted>, idle: u32) -> Pool<RetryingManager<Arc<Scripted>>> {
+    let pool = pool_testing(script, true).await;
+    let first = script.next_answer();
+    let get = tokio::spawn({
+        let pool = pool.clone();
+        async move { drop(pool.get().await) }
+    });
+    // The first connect is checked too: it is a live one, renumbered once idle.
+    first.send(Ok(1)).unwrap();
+    get.await.unwrap();
+    assert_eq!(pool.state().idle_connections, 1);
+    *pool.inner().get().await.unwrap() = idle;
+    pool
+}
+
+// The fast path's two ways on: a connection taken at once that fails the check is closed
+// and the caller waits in turn for a new one; a `get()` dropped during the check gives the
+// connection back.
+#[tokio::test(start_paused = true)]
+async fn a_connection_taken_at_once_that_fails_its_check_is_closed_and_the_caller_served() {
+    let script = Arc::new(Scripted::default());
+    let pool = pool_with_idle(&script, DEAD).await;
+    script.next_answer().send(Ok(2)).unwrap();
+    let got = pool.get().await.map(|connection| *connection);
+    assert_eq!(got.ok(), Some(2), "served by a new connection");
+    let state = pool.state();
+    assert_eq!(
+        (state.connections, state.idle_connections),
+        (1, 1),
+        "the dead connection was closed, the new one is back"
+    );
+    assert!(
+        pool.diagnostics().last_connect_error().is_none(),
+        "no connect failed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_get_dropped_during_the_check_gives_the_connection_back() {
+    let script = Arc::new(Scripted::default());
+    let pool = pool_with_idle(&script, SILENT).await;
+    let get = pool.get();
+    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(10), get).await;
+    assert!(
+        cancelled.is_err(),
+        "the check never ends: the caller gives up"
+    );
+    let state = pool.state();
+    assert_eq!((state.connections, state.idle_connections), (1, 1));
+    // The check's own bound ends the next caller's wait on the silent connection, which is
+    // closed; a new one serves.
+    script.next_answer().send(Ok(3)).unwrap();
+    let got = pool.get().await.map(|connection| *connection);
+    assert_eq!(got.ok(), Some(3));
 }
 
 // Issue 10, item 5: without `biased;`, `get()` could drop a connection it had just been given

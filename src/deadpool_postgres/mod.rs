@@ -192,6 +192,7 @@ impl Backend for Connector {
         Ok(ClientWrapper::new(client, task))
     }
 
+    #[inline]
     fn is_broken(&self, client: &mut ClientWrapper) -> bool {
         client.is_closed()
     }

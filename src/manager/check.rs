@@ -107,6 +107,7 @@ impl Losses {
 
     /// Whether a connection was found dead after `last_alive`.
     #[cfg_attr(not(feature = "deadpool"), allow(dead_code))]
+    #[inline]
     pub(crate) fn since(&self, last_alive: Instant) -> bool {
         let last = self.last.load(Ordering::Relaxed);
         last != 0 && last > self.offset(last_alive).saturating_add(1)
