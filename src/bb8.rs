@@ -41,6 +41,7 @@ use tokio::time::Instant;
 
 use crate::checkout_deadline::CHECKOUT_DEADLINE;
 use crate::health::{HealthTarget, PingFuture, PoolOccupancy};
+use crate::manager::bb8::Ended;
 use crate::manager::{Backend, PoolShared, RetryingManager};
 use crate::{Diagnostics, Error, PoolState};
 
@@ -117,11 +118,11 @@ impl<B: Backend> Pool<RetryingManager<B>> {
         }
     }
 
-    /// The waiting path of a `get()` begun at `start`, boxed: its state is large, and unboxed
-    /// it would make every `get()` future large — a copy of it on every checkout, fast path
+    /// The waiting path of a `get()` that `began`, boxed: its state is large, and unboxed it
+    /// would make every `get()` future large — a copy of it on every checkout, fast path
     /// included. `late` as for [`get_waiting`](Self::get_waiting).
-    fn wait_in_turn(&self, start: Instant, late: bool) -> WaitInTurn<'_, B> {
-        Box::pin(self.get_waiting(start, late).instrument(self.span()))
+    fn wait_in_turn(&self, began: Began, late: bool) -> WaitInTurn<'_, B> {
+        Box::pin(self.get_waiting(began, late).instrument(self.span()))
     }
 
     /// How a `get()` goes on after its first try: with the check of a connection `taken` at
@@ -130,14 +131,19 @@ impl<B: Backend> Pool<RetryingManager<B>> {
     fn slow_start<'a>(
         &'a self,
         taken: Option<PooledConnection<'a, RetryingManager<B>>>,
+        first_connect: u64,
     ) -> GetState<'a, B> {
-        let start = Instant::now();
+        let began = Began {
+            at: Instant::now(),
+            first_connect,
+        };
         match taken {
             Some(connection) => {
-                let deadline = crate::time::later(start, self.budget);
-                GetState::Checking(start, Box::pin(self.checked(connection, start, deadline)))
+                let deadline = crate::time::later(began.at, self.budget);
+                let check = self.checked(connection, began.at, deadline);
+                GetState::Checking(began, Box::pin(check))
             }
-            None => GetState::Waiting(self.wait_in_turn(start, false)),
+            None => GetState::Waiting(self.wait_in_turn(began, false)),
         }
     }
 
@@ -166,14 +172,16 @@ impl<B: Backend> Pool<RetryingManager<B>> {
         }
     }
 
-    /// The waiting path of a `get()` begun at `start`; `late`: time has passed since (a
+    /// The waiting path of a `get()` that `began`; `late`: time has passed since (a
     /// failed check), so bb8's own `connection_timeout` would end past the deadline.
     async fn get_waiting(
         &self,
-        start: Instant,
+        began: Began,
         late: bool,
     ) -> Result<PooledConnection<'_, RetryingManager<B>>, Error> {
+        let start = began.at;
         let deadline = crate::time::later(start, self.budget);
+        let mut give_ups = self.shared.give_ups.mark(began.first_connect);
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = LeaveOnDrop(&self.waiting);
         // The turn orders the waiting only: it is given back once this caller has its
@@ -204,7 +212,14 @@ impl<B: Backend> Pool<RetryingManager<B>> {
                     Err(RunError::User(error)) => return Err(error),
                     Err(RunError::TimedOut) => return Err(self.timed_out(start)),
                 },
-                error = self.shared.give_ups.next_since(start) => return Err(error),
+                ended = self.shared.give_ups.next(&mut give_ups) => match ended {
+                    Ended::Mine(error) => return Err(error),
+                    // bb8 starts a connect for this caller if none is under way.
+                    Ended::Other => {
+                        late = true;
+                        continue;
+                    }
+                },
             };
             if !self.test_on_check_out {
                 return Ok(connection);
@@ -259,13 +274,21 @@ struct Get<'a, B: Backend> {
     state: GetState<'a, B>,
 }
 
+/// When a `get()` began, and its first connect's number
+/// ([`GiveUps::first_connect`](crate::manager::bb8::GiveUps::first_connect), read before its
+/// first poll of bb8): give-ups of connects from there on are its own.
+#[derive(Clone, Copy)]
+struct Began {
+    at: Instant,
+    first_connect: u64,
+}
+
 /// Where a [`Get`] is.
 enum GetState<'a, B: Backend> {
     /// Not polled yet.
     Start,
-    /// A connection taken at once is being checked (the pool tests on checkout), for a
-    /// `get()` begun at the instant given.
-    Checking(Instant, Checking<'a, B>),
+    /// A connection taken at once is being checked (the pool tests on checkout).
+    Checking(Began, Checking<'a, B>),
     /// No connection at once, or the one taken failed its check: waiting in turn.
     Waiting(WaitInTurn<'a, B>),
 }
@@ -275,11 +298,13 @@ impl<'a, B: Backend> Future for Get<'a, B> {
 
     /// Inlined into the caller, as bb8's own `get()` is: out of line, bb8's `get()` is not
     /// inlined into it either, and a checkout costs ~50 instructions more (the checkout
-    /// bench: 1,568 against 1,517).
+    /// bench, before the give-up mark was added: 1,568 against 1,517).
     #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let GetState::Start = self.state {
             let pool = self.pool;
+            // Before bb8 can start a connect for this `get()`: that connect's give-up is its own.
+            let first_connect = pool.shared.give_ups.first_connect();
             let mut taken = None;
             if pool.waiting.load(Ordering::Relaxed) == 0
                 && let Poll::Ready(Ok(connection)) = pin!(pool.inner.get()).poll(cx)
@@ -289,7 +314,7 @@ impl<'a, B: Backend> Future for Get<'a, B> {
                 }
                 taken = Some(connection);
             }
-            self.state = pool.slow_start(taken);
+            self.state = pool.slow_start(taken, first_connect);
         }
         self.poll_slow(cx)
     }
@@ -302,12 +327,15 @@ impl<'a, B: Backend> Get<'a, B> {
     fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<<Self as Future>::Output> {
         loop {
             match &mut self.state {
-                GetState::Start => self.state = self.pool.slow_start(None),
-                GetState::Checking(start, checking) => {
+                GetState::Start => {
+                    let first_connect = self.pool.shared.give_ups.first_connect();
+                    self.state = self.pool.slow_start(None, first_connect);
+                }
+                GetState::Checking(began, checking) => {
                     if let Some(connection) = ready!(checking.as_mut().poll(cx)) {
                         return Poll::Ready(Ok(connection));
                     }
-                    self.state = GetState::Waiting(self.pool.wait_in_turn(*start, true));
+                    self.state = GetState::Waiting(self.pool.wait_in_turn(*began, true));
                 }
                 GetState::Waiting(waiting) => return waiting.as_mut().poll(cx),
             }

@@ -5,6 +5,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -123,7 +126,7 @@ async fn a_get_dropped_during_the_check_gives_the_connection_back() {
     let script = Arc::new(Scripted::default());
     let pool = pool_with_idle(&script, SILENT).await;
     let get = pool.get();
-    let cancelled = tokio::time::timeout(std::time::Duration::from_millis(10), get).await;
+    let cancelled = tokio::time::timeout(Duration::from_millis(10), get).await;
     assert!(
         cancelled.is_err(),
         "the check never ends: the caller gives up"
@@ -170,4 +173,61 @@ async fn a_get_given_a_connection_and_a_give_up_at_once_takes_the_connection() {
             "round {round}: a connection was there for the waiter, yet: {got:?}"
         );
     }
+}
+
+// A caller that arrives while another caller's connect is under way gets no connect of its
+// own from bb8, which counts on the one under way. When that one fails, the error is not this
+// caller's (the connect was not made for it), but it gets an attempt of its own at once;
+// before, it waited out its whole budget with no attempt made for it.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_counting_on_another_callers_connect_gets_its_own_when_that_fails() {
+    let script = Arc::new(Scripted::default());
+    let pool = pool(&script).await;
+    // A caller starts the pool's first connect and goes away.
+    let answer = script.next_answer();
+    let gone = tokio::time::timeout(Duration::from_millis(1), pool.get()).await;
+    assert!(gone.is_err(), "the connect is under way");
+    tokio::time::advance(Duration::from_millis(10)).await;
+    // Another caller arrives while it still is: bb8 starts no other connect for it.
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(|connection| *connection) }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished(), "the second caller waits");
+    let failed_at = Instant::now();
+    script.next_answer().send(Ok(5)).unwrap();
+    answer
+        .send(Err(io::ErrorKind::PermissionDenied.into()))
+        .unwrap();
+    let got = waiter.await.unwrap();
+    let waited = failed_at.elapsed();
+    assert_eq!(got.ok(), Some(5), "served by a connect of its own");
+    assert!(
+        waited < Duration::from_secs(1),
+        "served when the first connect failed, not {waited:?} later"
+    );
+}
+
+// The other side of the mark: a give-up nobody was waiting for is not handed to a caller
+// that arrives later.
+#[tokio::test(start_paused = true)]
+async fn a_give_up_published_before_a_caller_arrived_is_not_its_error() {
+    let script = Arc::new(Scripted::default());
+    let pool = pool(&script).await;
+    let answer = script.next_answer();
+    let gone = tokio::time::timeout(Duration::from_millis(1), pool.get()).await;
+    assert!(gone.is_err(), "the connect is under way");
+    answer
+        .send(Err(io::ErrorKind::PermissionDenied.into()))
+        .unwrap();
+    // The failed connect has been seen by the pool before the next caller comes.
+    while script.0.lock().unwrap().len() + pool.state().connections as usize != 0
+        || pool.diagnostics().last_connect_error().is_none()
+    {
+        tokio::task::yield_now().await;
+    }
+    script.next_answer().send(Ok(7)).unwrap();
+    let got = pool.get().await.map(|connection| *connection);
+    assert_eq!(got.ok(), Some(7), "served by its own connect");
 }

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -21,12 +21,13 @@ impl<B: Backend> bb8::ManageConnection for RetryingManager<B> {
     type Error = Error;
 
     async fn connect(&self) -> Result<B::Connection, Error> {
-        let started = Instant::now();
+        let give_ups = &self.shared.0.give_ups;
+        let number = give_ups.connect_begins();
         let result = self.open().await;
         if let Err(error) = &result {
             // The connect gave up (permanent error, open circuit, attempts or budget spent):
             // the wait it was made for is over too.
-            self.shared.0.give_ups.publish(error.clone(), started);
+            give_ups.publish(number, error.clone());
         }
         result
     }
@@ -72,38 +73,111 @@ pub(crate) fn discard<C>(connection: C) {
     drop(connection);
 }
 
-/// Connect failures waiting for a waiter, oldest first; each goes to one waiter.
+/// Connect failures waiting for a waiter, oldest first; each ends one waiter for which its
+/// connect was made.
+///
+/// Connects are numbered as they begin. A waiter takes a [`Mark`] before its `get()` can make
+/// bb8 start a connect: a failure of a connect numbered from the mark on was made for it (or
+/// for a caller that came after it) and ends its wait ([`Ended::Mine`]). A failure of an
+/// older connect, published while it waits, is not its error, but may have been the connect
+/// bb8 counted on for it (bb8 starts none for a waiter while one is under way): the waiter is
+/// told ([`Ended::Other`]) so that it asks bb8 again and gets an attempt of its own. Failures
+/// nobody takes are dropped once [`KEPT`] newer ones are queued.
 #[derive(Debug, Default)]
 pub(crate) struct GiveUps {
-    queue: Mutex<VecDeque<(Instant, Error)>>,
+    queue: Mutex<VecDeque<GiveUp>>,
+    /// Connects begun so far.
+    begun: AtomicU64,
+    /// Failures published so far.
+    published: AtomicU64,
     arrived: Notify,
+}
+
+#[derive(Debug)]
+struct GiveUp {
+    /// How many failures were published before this one.
+    published: u64,
+    /// The failed connect's number.
+    connect: u64,
+    error: Error,
+}
+
+/// Where a waiter stands: the first connect that is for it, and the first failure it has
+/// not yet been told of.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    connects: u64,
+    seen: u64,
+}
+
+/// What [`GiveUps::next`] found.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// A connect made for this waiter gave up: its error.
+    Mine(Error),
+    /// An older connect gave up: ask bb8 again.
+    Other,
 }
 
 /// Failures nobody took are not kept past this many.
 const KEPT: usize = 64;
 
 impl GiveUps {
-    fn publish(&self, error: Error, connect_started: Instant) {
+    /// Numbers a connect as it begins.
+    fn connect_begins(&self) -> u64 {
+        self.begun.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn publish(&self, connect: u64, error: Error) {
         {
             let mut queue = self.lock();
             if queue.len() == KEPT {
                 queue.pop_front();
             }
-            queue.push_back((connect_started, error));
+            let published = self.published.fetch_add(1, Ordering::Relaxed);
+            queue.push_back(GiveUp {
+                published,
+                connect,
+                error,
+            });
         }
-        self.arrived.notify_one();
+        self.arrived.notify_waiters();
     }
 
-    /// The next failure of a connect that began at or after `since` (older ones belonged to
-    /// earlier waiters and are dropped).
-    pub(crate) async fn next_since(&self, since: Instant) -> Error {
+    /// The first connect of a waiter arriving now: to be read before its first poll of bb8,
+    /// which may begin that connect.
+    #[inline]
+    pub(crate) fn first_connect(&self) -> u64 {
+        // A load cannot see a value later than the connects that begin after it; a stale
+        // (lower) one only counts a connect begun just before as this waiter's.
+        self.begun.load(Ordering::Relaxed)
+    }
+
+    /// A waiter's mark, its connects counted from `first_connect`. Failures published
+    /// before now are not told: a connect that failed before the waiter asks bb8 again is
+    /// not one bb8 counts on for it.
+    pub(crate) fn mark(&self, first_connect: u64) -> Mark {
+        Mark {
+            connects: first_connect,
+            seen: self.published.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The next failure published since `mark` was taken or last moved.
+    pub(crate) async fn next(&self, mark: &mut Mark) -> Ended {
         loop {
             let arrived = self.arrived.notified();
             {
                 let mut queue = self.lock();
-                while let Some((started, error)) = queue.pop_front() {
-                    if started + SLACK >= since {
-                        return error;
+                let next = queue.iter().position(|g| g.published >= mark.seen);
+                if let Some(at) = next {
+                    if queue[at].connect < mark.connects {
+                        // Left for the waiters it was made for.
+                        mark.seen = queue[at].published + 1;
+                        return Ended::Other;
+                    }
+                    if let Some(mine) = queue.remove(at) {
+                        return Ended::Mine(mine.error);
                     }
                 }
             }
@@ -111,12 +185,9 @@ impl GiveUps {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Error)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<GiveUp>> {
         self.queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
-
-/// bb8 starts the connect for a waiter just after the waiter's own clock reading.
-const SLACK: Duration = Duration::from_millis(1);
