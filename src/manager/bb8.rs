@@ -76,9 +76,10 @@ pub(crate) fn discard<C>(connection: C) {
 /// Connect failures waiting for a waiter, oldest first; each ends one waiter for which its
 /// connect was made.
 ///
-/// Connects are numbered as they begin. A waiter takes a [`Mark`] before its `get()` can make
-/// bb8 start a connect: a failure of a connect numbered from the mark on was made for it (or
-/// for a caller that came after it) and ends its wait ([`Ended::Mine`]). A failure of an
+/// Connects are numbered as they begin. A waiter reads the count
+/// ([`first_connect`](Self::first_connect)) before its `get()` can make bb8 start a connect,
+/// and waits with a [`Mark`] made from it: a failure of a connect numbered from there on was
+/// made for it (or for a caller that came after it) and ends its wait ([`Ended::Mine`]). A failure of an
 /// older connect, published while it waits, is not its error, but may have been the connect
 /// bb8 counted on for it (bb8 starts none for a waiter while one is under way): the waiter is
 /// told ([`Ended::Other`]) so that it asks bb8 again and gets an attempt of its own. Failures
