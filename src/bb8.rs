@@ -220,6 +220,13 @@ impl<B: Backend> Pool<RetryingManager<B>> {
                         continue;
                     }
                 },
+                // bb8 frees a failed connect's slot after the give-up is published and wakes
+                // no waiter for it: asked again, it starts a connect for this caller if none
+                // is under way.
+                () = tokio::time::sleep(ASK_AGAIN) => {
+                    late = true;
+                    continue;
+                }
             };
             if !self.test_on_check_out {
                 return Ok(connection);
@@ -254,6 +261,10 @@ impl<B: Backend> Pool<RetryingManager<B>> {
         self.shared.checkout_timed_out(start, pool)
     }
 }
+
+/// How often a waiting caller asks bb8 again, so that a slot bb8 freed without waking
+/// anyone (a failed connect) gets it a connect within this long.
+const ASK_AGAIN: Duration = Duration::from_millis(100);
 
 /// [`Pool::wait_in_turn`]'s future.
 type WaitInTurn<'a, B> = Pin<
